@@ -1,0 +1,74 @@
+"""vision_tl: fastai-style transfer learning for image classification.
+
+The public API is listed once, below. Names are imported lazily on first use so that
+``import vision_tl`` stays fast (no torch import, no network, no global settings) and the
+``vision-tl --help`` command answers at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (relative to this package)
+_EXPORTS: dict[str, str] = {
+    # data: sources, images, transforms, loaders
+    "get_image_files": ".data.sources",
+    "RandomSplitter": ".data.sources",
+    "ImageError": ".data.images",
+    "open_image": ".data.images",
+    "verify_images": ".data.images",
+    "Resize": ".data.item_tfms",
+    "RandomResizedCrop": ".data.item_tfms",
+    "aug_transforms": ".data.batch_tfms",
+    "Normalize": ".data.batch_tfms",
+    "imagenet_stats": ".data.batch_tfms",
+    "ImageDataLoaders": ".data.loaders",
+    "DataLoaders": ".data.loaders",
+    "URLs": ".data.external",
+    "untar_data": ".data.external",
+    "download_url": ".data.external",
+    "make_synthetic_pets": ".data.synthetic",
+    "make_synthetic_folder": ".data.synthetic",
+    # models
+    "create_body": ".models.backbones",
+    "create_head": ".models.heads",
+    "ModelConfig": ".models.build",
+    # training
+    "Learner": ".train.learner",
+    "vision_learner": ".train.learner",
+    "cnn_learner": ".train.learner",
+    "Callback": ".train.callbacks",
+    "EarlyStoppingCallback": ".train.callbacks",
+    "SaveModelCallback": ".train.callbacks",
+    "CSVLogger": ".train.callbacks",
+    "TerminateOnNaNCallback": ".train.callbacks",
+    "GradientAccumulation": ".train.callbacks",
+    "GradientClip": ".train.callbacks",
+    "accuracy": ".train.metrics",
+    "error_rate": ".train.metrics",
+    "top_k_accuracy": ".train.metrics",
+    "F1Score": ".train.metrics",
+    "Precision": ".train.metrics",
+    "Recall": ".train.metrics",
+    # inference
+    "load_learner": ".inference.export",
+    "ClassificationInterpretation": ".inference.interpret",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vision_tl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # cache: the next lookup is a plain attribute read
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,1 @@
+"""inference subpackage of vision_tl."""
