@@ -1,0 +1,186 @@
+"""Distributed training: torchrun's environment, rank-0 guards, gathering, and 2-process gloo runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DistributedSampler
+
+from vision_tl.train import distributed as D
+
+# ---------------------------------------------------------------- environment
+
+
+def test_plain_run_is_a_single_process_rank_0():
+    env = D.DistEnv.from_env({})
+    assert (env.rank, env.world_size, env.local_rank) == (0, 1, 0)
+    assert env.is_main and not env.is_distributed
+
+
+def test_torchrun_variables_are_read():
+    env = D.DistEnv.from_env(
+        {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4",
+         "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}
+    )
+    assert (env.rank, env.world_size, env.local_rank, env.local_world_size) == (5, 8, 1, 4)
+    assert (env.master_addr, env.master_port) == ("10.0.0.1", 29500)
+    assert env.is_distributed and not env.is_main
+
+
+@pytest.mark.parametrize(
+    "environ, words",
+    [
+        ({"RANK": "2", "WORLD_SIZE": "2", "MASTER_ADDR": "a", "MASTER_PORT": "1"}, ["RANK", "2"]),
+        ({"WORLD_SIZE": "two"}, ["WORLD_SIZE", "'two'"]),
+        ({"WORLD_SIZE": "0"}, ["WORLD_SIZE", "0"]),
+        ({"RANK": "0", "WORLD_SIZE": "2", "MASTER_PORT": "1"}, ["MASTER_ADDR", "torchrun"]),
+    ],
+)
+def test_inconsistent_environment_names_the_variable_and_value(environ, words):
+    with pytest.raises(ValueError) as err:
+        D.DistEnv.from_env(environ)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_setup_without_launcher_does_not_start_a_process_group(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    env = D.setup_distributed()
+    assert not env.is_distributed and not D.is_dist_initialized()
+    assert D.get_world_size() == 1 and D.is_main_process()
+
+
+def test_bad_backend_is_refused():
+    with pytest.raises(ValueError, match="'mpi'"):
+        D.setup_distributed(backend="mpi")
+
+
+# ---------------------------------------------------------------- single-process behaviour of the guards
+
+
+def test_guards_run_the_body_once_in_a_single_process(tmp_path):
+    calls = []
+
+    @D.rank0_only
+    def write(p: Path) -> Path:
+        calls.append(p)
+        p.write_text("x")
+        return p
+
+    with D.rank0_first():
+        out = write(tmp_path / "f.txt")
+    D.barrier()
+    assert out == tmp_path / "f.txt" and calls == [out] and out.read_text() == "x"
+
+
+# ---------------------------------------------------------------- putting shards back in order
+
+
+@pytest.mark.parametrize("n, world", [(7, 2), (10, 3), (6, 3), (1, 2), (5, 4)])
+def test_interleaved_shards_of_a_padded_sampler_give_the_dataset_in_order(n, world):
+    data = torch.arange(n) * 10
+    bs = 2
+    shards = [data[list(DistributedSampler(range(n), world, r, shuffle=False))] for r in range(world)]
+    # gather batch by batch, as the validation loop does, trimming with the count still to come
+    got, seen = [], 0
+    for start in range(0, len(shards[0]), bs):
+        batch = D.interleave_shards([s[start:start + bs] for s in shards], n - seen)
+        seen += len(batch)
+        got.append(batch)
+    assert torch.equal(torch.cat(got), data)
+
+
+def test_interleave_shards_rejects_nothing_to_gather():
+    with pytest.raises(ValueError, match="shards"):
+        D.interleave_shards([])
+
+
+# ---------------------------------------------------------------- real process groups (gloo, 2 CPU ranks)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(script: Path, args: list[str], nproc: int = 2, timeout: float = 180) -> None:
+    """Launch ``script`` on ``nproc`` CPU processes with torchrun on 127.0.0.1; fail with its output."""
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--nnodes=1",
+        "--master-addr=127.0.0.1", f"--master-port={_free_port()}", str(script), *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1", "HF_HUB_OFFLINE": "1",
+           "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+
+
+HELPERS_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    import torch
+    from vision_tl.train import distributed as D
+
+    out = Path(sys.argv[1])
+    env = D.setup_distributed()
+    assert D.is_dist_initialized() and D.default_backend() == "gloo"
+    rank = env.rank
+    report = {"rank": rank, "world": D.get_world_size()}
+    # uneven first dimensions: rank r holds r + 2 rows
+    parts = D.all_gather_tensor(torch.full((rank + 2, 3), float(rank)))
+    report["gathered_shapes"] = [list(p.shape) for p in parts]
+    report["gathered_values"] = [p.mean().item() for p in parts]
+    # buffers: each rank starts different; rank 0's copy wins
+    bn = torch.nn.BatchNorm1d(3)
+    bn.running_mean.fill_(rank + 1.0)
+    D.broadcast_buffers(bn)
+    report["running_mean"] = bn.running_mean.tolist()
+    report["seed"] = D.broadcast_int(1234 if rank == 0 else -1)
+
+    @D.rank0_only
+    def write():
+        (out / f"written_by_{rank}.txt").write_text("x")
+        return "done"
+
+    report["rank0_only"] = write()
+    report["file_visible_after_barrier"] = (out / "written_by_0.txt").exists()
+    with D.rank0_first():
+        marker = out / "first.txt"
+        if not marker.exists():
+            marker.write_text(str(rank))
+    report["first"] = marker.read_text()
+    (out / f"report_{rank}.json").write_text(json.dumps(report))
+    D.teardown_distributed()
+    assert not D.is_dist_initialized()
+    """
+)
+
+
+@pytest.mark.slow
+def test_helpers_across_two_gloo_processes(tmp_path):
+    script = tmp_path / "helpers.py"
+    script.write_text(HELPERS_SCRIPT)
+    out = tmp_path / "out"
+    out.mkdir()
+    torchrun(script, [str(out)])
+    reports = [json.loads((out / f"report_{r}.json").read_text()) for r in range(2)]
+    for r, rep in enumerate(reports):
+        assert rep["rank"] == r and rep["world"] == 2
+        assert rep["gathered_shapes"] == [[2, 3], [3, 3]]
+        assert rep["gathered_values"] == [0.0, 1.0]
+        assert rep["running_mean"] == [1.0, 1.0, 1.0]
+        assert rep["seed"] == 1234
+        assert rep["file_visible_after_barrier"] and rep["first"] == "0"
+    assert reports[0]["rank0_only"] == "done" and reports[1]["rank0_only"] is None
+    assert not (out / "written_by_1.txt").exists()
