@@ -1,0 +1,232 @@
+"""Bodies for transfer learning: a backbone with its classifier cut off, and its input statistics.
+
+``create_body`` accepts a timm model name, a torchvision builder (``torchvision.models.resnet18``)
+or an ``nn.Module`` that is already a body. Pretrained weights come from timm/torchvision's own
+loaders (hub caches) or from a local file, always loaded without unpickling code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# prefixes a saved state dict may carry in front of the body's own parameter names
+_PREFIXES = ("", "module.", "model.", "0.model.", "0.", "body.", "backbone.", "module.0.model.")
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Pretrained weights were asked for but could not be loaded (offline, no cache, bad file)."""
+
+
+class TimmBody(nn.Module):
+    """A timm model created with ``num_classes=0, global_pool=''``; always returns NCHW features.
+
+    Token models (ViT: ``(B, N, C)``) are mean-pooled to ``(B, C, 1, 1)``; NHWC models (Swin)
+    are permuted, so every head sees the same layout.
+    """
+
+    def __init__(self, model: nn.Module, out_format: str = "NCHW") -> None:
+        super().__init__()
+        self.model = model
+        self.out_format = out_format
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.model(x)
+        if self.out_format == "NHWC":
+            return x.permute(0, 3, 1, 2)
+        if self.out_format == "NLC":
+            return x.mean(1)[:, :, None, None]
+        if self.out_format == "NC":
+            return x[:, :, None, None]
+        return x
+
+
+def load_weights_file(fname: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or a ``torch.save`` file (``weights_only=True``).
+
+    Checkpoints that wrap the weights (``{"model": sd}``, ``{"state_dict": sd}``) are unwrapped.
+    """
+    path = Path(fname)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {str(path)!r}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        sd: Any = load_file(str(path))
+    else:
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # pickle errors, truncated files, ...
+            raise PretrainedWeightsError(
+                f"could not read weights file {str(path)!r} safely (weights_only=True): {e}"
+            ) from e
+    for key in ("state_dict", "model", "model_state_dict", "module"):
+        if isinstance(sd, Mapping) and key in sd and isinstance(sd[key], Mapping):
+            sd = sd[key]
+            break
+    if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise PretrainedWeightsError(f"weights file {str(path)!r} does not hold a state dict of tensors")
+    return dict(sd)
+
+
+def load_into(module: nn.Module, sd: Mapping[str, torch.Tensor], source: str = "weights") -> None:
+    """Load ``sd`` into ``module``, finding the key prefix that matches (``model.``, ``0.``, ...).
+
+    Keys the module does not have (an old classifier) are ignored; missing keys or shape
+    mismatches raise ``PretrainedWeightsError`` naming ``source`` and a few offending keys.
+    """
+    target = module.state_dict()
+    best: dict[str, torch.Tensor] = {}
+    for prefix in _PREFIXES:
+        cand = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        if len(set(cand) & set(target)) > len(set(best) & set(target)):
+            best = cand
+    missing = [k for k in target if k not in best]
+    if missing:
+        raise PretrainedWeightsError(
+            f"{source} does not fit this body: {len(missing)} of {len(target)} tensors missing, "
+            f"e.g. {missing[:3]}; the file has e.g. {list(sd)[:3]}"
+        )
+    bad = [k for k in target if best[k].shape != target[k].shape]
+    if bad:
+        k = bad[0]
+        raise PretrainedWeightsError(
+            f"{source}: shape mismatch for {k!r}: file {tuple(best[k].shape)} vs model {tuple(target[k].shape)}"
+        )
+    module.load_state_dict({k: best[k] for k in target}, strict=True)
+
+
+def _offline_error(arch: str, err: Exception) -> PretrainedWeightsError:
+    return PretrainedWeightsError(
+        f"could not load pretrained weights for {arch!r} ({type(err).__name__}: {err}). "
+        "Without network access and no cached copy, pass a local file with "
+        "weights='path/to/file.safetensors' (or a .pth/.pt state dict), or pretrained=False."
+    )
+
+
+def _probe_format(model: nn.Module, input_size: tuple[int, int], nf: int) -> str:
+    """Run one tiny forward pass to learn the feature layout the model returns."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, *input_size))
+    model.train(was_training)
+    if out.ndim == 2:
+        return "NC"
+    if out.ndim == 3:
+        return "NLC"
+    if out.ndim == 4 and out.shape[1] != nf and out.shape[-1] == nf:
+        return "NHWC"
+    return "NCHW"
+
+
+def _timm_body(arch: str, pretrained: bool, weights: str | Path | None) -> tuple[nn.Module, int, dict]:
+    import timm
+
+    if not timm.is_model(arch):
+        raise ValueError(f"arch={arch!r} is not a timm model name (see timm.list_models())")
+    use_hub = pretrained and weights is None
+    try:
+        model = timm.create_model(arch, pretrained=use_hub, num_classes=0, global_pool="")
+    except (OSError, RuntimeError, ValueError) as e:
+        if use_hub:
+            raise _offline_error(arch, e) from e
+        raise
+    if weights is not None:
+        load_into(model, load_weights_file(weights), source=f"weights file {str(weights)!r}")
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    nf = int(model.num_features)
+    in_size = tuple(cfg.get("input_size", (3, 224, 224))[1:])
+    fmt = _probe_format(model, in_size if cfg.get("fixed_input_size") else (64, 64), nf)
+    stats = {
+        "mean": tuple(cfg.get("mean", IMAGENET_MEAN)),
+        "std": tuple(cfg.get("std", IMAGENET_STD)),
+        "input_size": in_size,
+    }
+    return TimmBody(model, fmt), nf, stats
+
+
+def _cut_torchvision(model: nn.Module) -> nn.Module:
+    """Cut a torchvision classifier before its global pooling layer (fastai's rule)."""
+    children = list(model.named_children())
+    pools = [i for i, (_, m) in enumerate(children) if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
+    if pools:
+        return nn.Sequential(*[m for _, m in children[: pools[-1]]])
+    if hasattr(model, "features"):
+        return nn.Sequential(model.features, nn.ReLU())
+    raise ValueError(f"cannot find where to cut torchvision model {type(model).__name__}; pass an nn.Module body")
+
+
+def _torchvision_body(
+    builder: Callable[..., nn.Module], pretrained: bool, weights: str | Path | None
+) -> tuple[nn.Module, int, dict]:
+    import torchvision
+
+    name = getattr(builder, "__name__", str(builder))
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    use_hub = pretrained and weights is None
+    try:
+        model = builder(weights="DEFAULT" if use_hub else None)
+    except (OSError, RuntimeError, ValueError) as e:  # URLError is an OSError
+        if use_hub:
+            raise _offline_error(name, e) from e
+        raise
+    if use_hub:
+        tfm = torchvision.models.get_model_weights(name).DEFAULT.transforms()
+        mean, std = tuple(tfm.mean), tuple(tfm.std)
+    if weights is not None:
+        load_into(model, _drop_classifier(load_weights_file(weights), model), f"weights file {str(weights)!r}")
+    body = _cut_torchvision(model)
+    nf = _num_features(body)
+    return body, nf, {"mean": tuple(mean), "std": tuple(std), "input_size": (224, 224)}
+
+
+def _drop_classifier(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Keep the file's classifier only when it fits (a file from another task has another size)."""
+    target = model.state_dict()
+    return {k: v for k, v in sd.items() if k not in target or target[k].shape == v.shape}
+
+
+def _num_features(body: nn.Module, size: tuple[int, int] = (64, 64)) -> int:
+    was_training = body.training
+    body.eval()
+    with torch.no_grad():
+        out = body(torch.zeros(1, 3, *size))
+    body.train(was_training)
+    if out.ndim != 4:
+        raise ValueError(f"a body must return NCHW features; {type(body).__name__} returned shape {tuple(out.shape)}")
+    return int(out.shape[1])
+
+
+def create_body(
+    arch: str | Callable[..., nn.Module] | nn.Module,
+    pretrained: bool = True,
+    weights: str | Path | None = None,
+) -> tuple[nn.Module, int, dict]:
+    """Return ``(body, n_features, stats)`` for ``arch``.
+
+    Args:
+        arch: a timm model name (``"resnet34"``), a torchvision builder, or an ``nn.Module`` body.
+        pretrained: load the hub's pretrained weights (timm/torchvision caches; network if needed).
+        weights: a local ``.safetensors``/``.pth`` state dict; overrides the hub. Works offline.
+    Returns:
+        the body (NCHW features), the feature channel count, and ``{"mean", "std", "input_size"}``
+        from the backbone's pretrained config (ImageNet stats where none is known).
+    """
+    if isinstance(arch, str):
+        return _timm_body(arch, pretrained, weights)
+    if isinstance(arch, nn.Module):
+        if weights is not None:
+            load_into(arch, load_weights_file(weights), f"weights file {str(weights)!r}")
+        stats = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_size": None}
+        return arch, _num_features(arch), stats
+    if callable(arch):
+        return _torchvision_body(arch, pretrained, weights)
+    raise ValueError(f"arch must be a timm name, a torchvision builder or an nn.Module, got {arch!r}")

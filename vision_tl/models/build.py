@@ -1,0 +1,115 @@
+"""``ModelConfig`` (plain data saved with the weights) and ``build_model`` = body + head.
+
+The config is everything needed to rebuild the network without code: an exported model is
+this config (as JSON) plus a state dict, so ``load_learner`` calls
+``build_model(cfg, pretrained=False)`` and loads the weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .backbones import IMAGENET_MEAN, IMAGENET_STD, create_body
+from .heads import create_head
+
+_SOURCES = ("timm", "torchvision")
+
+
+@dataclass
+class ModelConfig:
+    """How to rebuild a body + head model: the arch and where it comes from, and the head's shape."""
+
+    arch: str
+    source: str = "timm"
+    n_out: int = 2
+    concat_pool: bool = True
+    lin_ftrs: list[int] | None = None
+    ps: float = 0.5
+    bn_final: bool = False
+    first_bn: bool = True
+    input_size: tuple[int, int] | None = None
+    mean: tuple[float, ...] = field(default=IMAGENET_MEAN)
+    std: tuple[float, ...] = field(default=IMAGENET_STD)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.arch, str) or not self.arch:
+            raise ValueError(f"ModelConfig.arch must be a non-empty string, got {self.arch!r}")
+        if self.source not in _SOURCES:
+            raise ValueError(f"ModelConfig.source must be one of {_SOURCES}, got {self.source!r}")
+        if not isinstance(self.n_out, int) or isinstance(self.n_out, bool) or self.n_out < 1:
+            raise ValueError(f"ModelConfig.n_out must be a positive int, got {self.n_out!r}")
+        if not 0 <= float(self.ps) < 1:
+            raise ValueError(f"ModelConfig.ps must be in [0, 1), got {self.ps!r}")
+        if self.lin_ftrs is not None:
+            self.lin_ftrs = [int(n) for n in self.lin_ftrs]
+        if self.input_size is not None:
+            if len(self.input_size) != 2:
+                raise ValueError(f"ModelConfig.input_size must be (h, w), got {self.input_size!r}")
+            self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        self.mean, self.std = tuple(float(m) for m in self.mean), tuple(float(s) for s in self.std)
+        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
+            raise ValueError(f"ModelConfig mean/std must match in length with std > 0, got {self.mean!r}, {self.std!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (tuples become lists)."""
+        d = asdict(self)
+        for k in ("input_size", "mean", "std"):
+            if d[k] is not None:
+                d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """Rebuild from ``to_dict()`` output; unknown keys are an error that names them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"ModelConfig.from_dict: unknown keys {unknown} (known: {sorted(known)})")
+        d = dict(d)
+        for k in ("input_size", "mean", "std"):
+            if d.get(k) is not None:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+def _resolve_arch(cfg: ModelConfig) -> Any:
+    if cfg.source == "timm":
+        return cfg.arch
+    import torchvision
+
+    try:
+        return torchvision.models.get_model_builder(cfg.arch)
+    except ValueError as e:
+        raise ValueError(f"ModelConfig.arch={cfg.arch!r} is not a torchvision model name") from e
+
+
+def build_model(cfg: ModelConfig, pretrained: bool = False, weights: str | Path | None = None) -> nn.Sequential:
+    """``nn.Sequential(body, head)`` as described by ``cfg`` (``pretrained``/``weights`` for the body)."""
+    body, nf, _ = create_body(_resolve_arch(cfg), pretrained=pretrained, weights=weights)
+    head = create_head(
+        nf, cfg.n_out, lin_ftrs=cfg.lin_ftrs, ps=cfg.ps, concat_pool=cfg.concat_pool,
+        first_bn=cfg.first_bn, bn_final=cfg.bn_final,
+    )
+    return nn.Sequential(body, head)
+
+
+def config_for(
+    arch: Any, n_out: int, stats: dict, concat_pool: bool = True, lin_ftrs: list[int] | None = None,
+    ps: float = 0.5, bn_final: bool = False, first_bn: bool = True,
+) -> ModelConfig | None:
+    """The ``ModelConfig`` for a timm name or torchvision builder; ``None`` for a custom module body."""
+    if isinstance(arch, str):
+        name, source = arch, "timm"
+    elif callable(arch) and not isinstance(arch, nn.Module) and getattr(arch, "__module__", "").startswith("torchvision"):
+        name, source = arch.__name__, "torchvision"
+    else:
+        return None
+    return ModelConfig(
+        arch=name, source=source, n_out=n_out, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps,
+        bn_final=bn_final, first_bn=first_bn, input_size=stats.get("input_size"),
+        mean=stats["mean"], std=stats["std"],
+    )
