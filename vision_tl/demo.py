@@ -1,0 +1,210 @@
+"""The main job: fastai lesson 1 (cats vs dogs) end to end with the public API.
+
+Offline by default: a synthetic, pets-like set named like Oxford-IIIT Pet (``images/Breed_N.jpg``,
+capitalised breed = cat) is written into the output folder, a small network is fine-tuned on it,
+the error rate is printed, the learner is exported, loaded back and asked for a few predictions,
+and three plots are written (loss curve, confusion matrix, top losses). Pretrained weights are used
+when a cached copy exists or the hub answers; otherwise the demo says so and starts from random
+initialisation. ``real=True`` runs fastai's recipe on the real Oxford-IIIT Pet set with an
+ImageNet-pretrained resnet34 (downloads both).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+_MARKER = ".vision_tl_demo"  # marks a folder the demo created, so a rerun may replace its files
+_OFFLINE_ARCH, _OFFLINE_SIZE = "resnet18", 64
+_REAL_ARCH, _REAL_SIZE = "resnet34", 224
+
+
+def is_cat(fname: str) -> bool:
+    """Oxford-IIIT Pet's rule: cat breeds are capitalised (``Bengal_12.jpg``), dog breeds are not."""
+    return fname[0].isupper()
+
+
+def _say(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+def _prepare_out(out: Path) -> Path:
+    """Create ``out``; refuse a non-empty folder the demo did not create (never clobber user files)."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"demo output {str(out)!r} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / _MARKER).exists():
+        raise FileExistsError(
+            f"demo output folder {str(out)!r} is not empty and was not made by the demo; "
+            "choose another folder with --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / _MARKER).write_text("created by vision_tl.demo; a rerun replaces the files here\n")
+    return out
+
+
+def synthetic_pets(root: Path, n_images: int, seed: int) -> Path:
+    """The offline data set under ``root``, generated once per (n_images, seed) and then reused."""
+    from .data.synthetic import make_synthetic_pets
+
+    path = root / f"synthetic_pets_n{n_images}_seed{seed}"
+    if not (path / "done.json").exists():
+        make_synthetic_pets(path, n_images=n_images, seed=seed)
+        (path / "done.json").write_text(json.dumps({"n_images": n_images, "seed": seed}))
+    return path
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """A quick TCP probe, so an offline machine does not sit through the hub's retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def find_pretrained(arch: str) -> tuple[bool, Path | None, str]:
+    """Where ImageNet weights for the timm ``arch`` can come from, without waiting on a dead network.
+
+    Returns ``(pretrained, weights_file, why)``: a cached file (Hugging Face or torch hub cache) is
+    used directly; otherwise the hub is used when it answers; otherwise ``(False, None, why)``.
+    """
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(arch) if timm.is_model(arch) else None
+    if cfg is None:
+        return False, None, f"timm knows no pretrained weights for {arch!r}"
+    if cfg.hf_hub_id:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            for fname in ("model.safetensors", "pytorch_model.bin"):
+                hit = try_to_load_from_cache(cfg.hf_hub_id, fname)
+                if isinstance(hit, str):
+                    return True, Path(hit), f"cached weights {hit}"
+        except ImportError:  # pragma: no cover - timm depends on huggingface_hub
+            pass
+    if cfg.url:
+        import torch.hub
+
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name
+        if cached.is_file():
+            return True, cached, f"cached weights {cached}"
+    if _hub_reachable():
+        return True, None, "downloading weights from the Hugging Face hub"
+    return False, None, "no network and no cached copy of the pretrained weights"
+
+
+def _make_learner(dls: Any, arch: str, require_pretrained: bool) -> tuple[Any, bool]:
+    """``vision_learner`` with pretrained weights when reachable, else random init (said aloud)."""
+    from .data.external import DownloadError
+    from .models.backbones import PretrainedWeightsError
+    from .train.learner import vision_learner
+    from .train.metrics import error_rate
+
+    pretrained, weights, why = find_pretrained(arch)
+    if pretrained:
+        try:
+            learn = vision_learner(dls, arch, metrics=error_rate, pretrained=weights is None, weights=weights)
+            _say(f"using ImageNet-pretrained {arch} ({why})")
+            return learn, True
+        except (PretrainedWeightsError, DownloadError, OSError) as e:
+            why = f"loading pretrained weights failed: {e}"
+    if require_pretrained:
+        raise RuntimeError(f"--real needs ImageNet-pretrained {arch} weights: {why}")
+    _say(f"NOTE: training {arch} from RANDOM INITIALISATION ({why}). "
+         "With pretrained weights reachable the demo uses them (transfer learning).")
+    return vision_learner(dls, arch, metrics=error_rate, pretrained=False), False
+
+
+def _plots(learn: Any, out: Path) -> list[Path]:
+    """Loss curve, confusion matrix and top losses as PNGs in ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .inference.interpret import ClassificationInterpretation
+
+    files = []
+    fig = learn.recorder.plot_loss()
+    files.append(_save(plt, fig, out / "loss_curve.png"))
+    interp = ClassificationInterpretation.from_learner(learn)
+    files.append(_save(plt, interp.plot_confusion_matrix(), out / "confusion_matrix.png"))
+    files.append(_save(plt, interp.plot_top_losses(9), out / "top_losses.png"))
+    return files
+
+
+def _save(plt: Any, fig: Any, fname: Path) -> Path:
+    fig = getattr(fig, "figure", fig) if fig is not None else plt.gcf()  # an Axes or a Figure
+    fig.savefig(fname, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return fname
+
+
+def run_demo(
+    out: Path = Path("demo_out"),
+    real: bool = False,
+    arch: str | None = None,
+    epochs: int = 1,
+    size: int | None = None,
+    n_images: int = 400,
+    bs: int = 32,
+    seed: int = 42,
+) -> dict:
+    """Run lesson 1 (cats vs dogs) end to end and return what it measured.
+
+    Returns ``{"error_rate", "files", "pretrained", "arch", "size", "predictions", "seconds", ...}``;
+    ``files`` are the exported model and the plots written into ``out``.
+    """
+    from .data.external import URLs, untar_data
+    from .data.item_tfms import Resize
+    from .data.loaders import ImageDataLoaders
+    from .data.sources import get_image_files
+    from .inference.export import load_learner
+
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if not real and n_images < 20:
+        raise ValueError(f"n_images must be >= 20 for a train/valid split, got {n_images}")
+    t0 = time.perf_counter()
+    out = _prepare_out(Path(out))
+    arch = arch or (_REAL_ARCH if real else _OFFLINE_ARCH)
+    size = size or (_REAL_SIZE if real else _OFFLINE_SIZE)
+    if real:
+        _say(f"downloading Oxford-IIIT Pet ({URLs.PETS}) to the cache, once")
+        path = untar_data(URLs.PETS)
+    else:
+        path = synthetic_pets(out / "data", n_images, seed)
+        _say(f"offline: synthetic pets-like images in {path / 'images'} (Breed_N.jpg, cat = capitalised)")
+    files = get_image_files(path / "images")
+    dls = ImageDataLoaders.from_name_func(
+        path, files, valid_pct=0.2, seed=seed, label_func=is_cat, item_tfms=Resize(size), bs=bs,
+        num_workers=min(4, os.cpu_count() or 1) if real else 0,
+    )
+    _say(f"{len(dls.train_ds)} training and {len(dls.valid_ds)} validation images, classes {dls.vocab}")
+    learn, pretrained = _make_learner(dls, arch, require_pretrained=real)
+    learn.fine_tune(epochs)
+    err = float(learn.validate()[1])
+    _say(f"error_rate: {err:.4f}  (accuracy {1 - err:.1%} on {len(dls.valid_ds)} validation images)")
+    model_file = learn.export(out / "pets_classifier.vtl")
+    predictor = load_learner(model_file)
+    predictions = []
+    for f in dls.valid_ds.items[:4]:
+        label, _, probs = predictor.predict(f)
+        predictions.append({"file": Path(f).name, "label": str(label), "prob": float(probs.max())})
+        _say(f"predict {Path(f).name}: {label} (p={float(probs.max()):.3f}, is_cat={is_cat(Path(f).name)})")
+    plots = _plots(learn, out)
+    seconds = time.perf_counter() - t0
+    _say(f"wrote {model_file} and {', '.join(p.name for p in plots)} in {out} ({seconds:.0f} s)")
+    return {
+        "error_rate": err, "files": [Path(model_file), *plots], "pretrained": pretrained,
+        "arch": arch, "size": size, "data": path, "n_train": len(dls.train_ds),
+        "n_valid": len(dls.valid_ds), "predictions": predictions, "seconds": seconds,
+    }
