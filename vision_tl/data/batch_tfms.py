@@ -1,0 +1,250 @@
+"""Per-batch transforms on the device, in torch: fused affine + warp, lighting, normalization.
+
+Batches arrive as uint8 NCHW on the device; :func:`apply_batch_tfms` turns them to float in [0, 1]
+and runs the transforms sorted by ``order``. Random parameters are drawn on the CPU from a
+``torch.Generator`` (a handful of numbers per image) and moved to the device, so a seeded run is
+reproducible on any device. Randomness only when ``train=True``; on valid the transforms are the
+identity (or a plain resize when ``size`` is given).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+imagenet_stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator | None) -> Tensor:
+    return torch.rand(n, generator=g) * (hi - lo) + lo
+
+
+def _coin(n: int, p: float, g: torch.Generator | None) -> Tensor:
+    return torch.rand(n, generator=g) < p
+
+
+class BatchTransform:
+    """Base class: ``__call__(x, train, generator=None)`` on a float NCHW batch; lower ``order`` runs first."""
+
+    order: int = 50
+
+    def __call__(self, x: Tensor, train: bool, generator: torch.Generator | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": type(self).__name__}
+
+
+class AffineWarp(BatchTransform):
+    """Flip, rotation, zoom, random-resized crop and perspective warp, composed into one ``grid_sample``.
+
+    One resampling per batch keeps the image sharp (no blur from chained interpolations) and costs one
+    pass over the pixels. ``size`` (h, w) sets the output size (also applied, without randomness, on valid).
+    """
+
+    order = 30
+
+    def __init__(
+        self, do_flip: bool = True, flip_vert: bool = False, max_rotate: float = 10.0, min_zoom: float = 1.0,
+        max_zoom: float = 1.1, max_warp: float = 0.2, p_affine: float = 0.75, size: int | Sequence[int] | None = None,
+        min_scale: float = 1.0, pad_mode: str = "reflection", mode: str = "bilinear", align_corners: bool = True,
+    ):
+        if pad_mode not in ("reflection", "zeros", "border"):
+            raise ValueError(f"pad_mode must be 'reflection', 'zeros' or 'border', got {pad_mode!r}")
+        if not 0 < min_zoom <= max_zoom:
+            raise ValueError(f"need 0 < min_zoom <= max_zoom, got min_zoom={min_zoom!r}, max_zoom={max_zoom!r}")
+        if not 0 < min_scale <= 1:
+            raise ValueError(f"min_scale must be in (0, 1], got {min_scale!r}")
+        self.do_flip, self.flip_vert, self.max_rotate = do_flip, flip_vert, float(max_rotate)
+        self.min_zoom, self.max_zoom, self.max_warp, self.p_affine = float(min_zoom), float(max_zoom), float(max_warp), p_affine
+        self.size = (size, size) if isinstance(size, int) else (tuple(size) if size is not None else None)
+        self.min_scale, self.pad_mode, self.mode, self.align_corners = float(min_scale), pad_mode, mode, align_corners
+
+    def _matrices(self, n: int, g: torch.Generator | None) -> Tensor:
+        """Per-image 3x3 matrices mapping output coordinates to input coordinates ([-1, 1] space)."""
+        mat = torch.eye(3).repeat(n, 1, 1)
+        if self.do_flip:
+            flip = _coin(n, 0.5, g)
+            if self.flip_vert:  # dihedral: any of the 8 symmetries of the square
+                k = torch.randint(0, 4, (n,), generator=g).float() * (math.pi / 2)
+                rot = _rot(k)
+                fl = torch.eye(3).repeat(n, 1, 1)
+                fl[flip, 0, 0] = -1
+                mat = mat @ rot @ fl
+            else:
+                mat[flip, 0, 0] = -1
+        do = _coin(n, self.p_affine, g)
+        if self.max_rotate > 0:
+            ang = _uniform(n, -self.max_rotate, self.max_rotate, g) * (math.pi / 180) * do
+            mat = mat @ _rot(ang)
+        if self.max_zoom > 1 or self.min_zoom < 1 or self.min_scale < 1:
+            zoom = torch.where(do, _uniform(n, self.min_zoom, self.max_zoom, g), torch.ones(n))
+            if self.min_scale < 1:  # random-resized crop: keep a fraction of the area
+                zoom = zoom / torch.sqrt(_uniform(n, self.min_scale, 1.0, g))
+            cx, cy = _uniform(n, -1, 1, g), _uniform(n, -1, 1, g)
+            z = torch.eye(3).repeat(n, 1, 1)
+            z[:, 0, 0] = z[:, 1, 1] = 1 / zoom
+            z[:, 0, 2], z[:, 1, 2] = (1 - 1 / zoom) * cx, (1 - 1 / zoom) * cy
+            mat = z @ mat
+        return mat
+
+    def __call__(self, x: Tensor, train: bool, generator: torch.Generator | None = None) -> Tensor:
+        n, c, h, w = x.shape
+        out_hw = self.size or (h, w)
+        if not train:
+            if tuple(out_hw) == (h, w):
+                return x
+            return F.interpolate(x, size=tuple(out_hw), mode="bilinear", align_corners=False, antialias=True)
+        mat = self._matrices(n, generator).to(x.device, x.dtype)
+        grid = F.affine_grid(mat[:, :2], [n, c, *out_hw], align_corners=self.align_corners)
+        if self.max_warp > 0:
+            do = _coin(n, self.p_affine, generator)
+            mag = torch.stack([_uniform(n, -self.max_warp, self.max_warp, generator) for _ in range(2)], 1)
+            grid = _perspective(grid, (mag * do[:, None]).to(x.device, x.dtype))
+        return F.grid_sample(x, grid, mode=self.mode, padding_mode=self.pad_mode, align_corners=self.align_corners)
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = ("do_flip", "flip_vert", "max_rotate", "min_zoom", "max_zoom", "max_warp", "p_affine", "min_scale", "pad_mode")
+        return {"name": "AffineWarp", **{k: getattr(self, k) for k in keys}, "size": list(self.size) if self.size else None}
+
+
+def _rot(theta: Tensor) -> Tensor:
+    m = torch.eye(3).repeat(len(theta), 1, 1)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = cos, -sin, sin, cos
+    return m
+
+
+def _perspective(grid: Tensor, mag: Tensor) -> Tensor:
+    """fastai's ``Warp``: move the four corners by ``mag`` (x, y) and map ``grid`` through that homography."""
+    n = grid.shape[0]
+    src = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], device=grid.device, dtype=grid.dtype)
+    mx, my = mag[:, 0], mag[:, 1]
+    dst = torch.stack([
+        torch.stack([-1 + mx, -1 - my], 1), torch.stack([-1 - mx, 1 - my], 1),
+        torch.stack([1 + mx, -1 + my], 1), torch.stack([1 - mx, 1 + my], 1),
+    ], 1)  # (n, 4, 2)
+    # solve for the 8 homography coefficients mapping src -> dst (one 8x8 system per image)
+    rows = []
+    for i in range(4):
+        (x, y), u, v = src[i], dst[:, i, 0], dst[:, i, 1]
+        one, zero = torch.ones_like(u), torch.zeros_like(u)
+        rows.append(torch.stack([x * one, y * one, one, zero, zero, zero, -u * x, -u * y], 1))
+        rows.append(torch.stack([zero, zero, zero, x * one, y * one, one, -v * x, -v * y], 1))
+    a = torch.stack(rows, 1)
+    b = dst.reshape(n, 8)
+    coeffs = torch.linalg.solve(a.float(), b.float()).to(grid.dtype)
+    h = torch.cat([coeffs, torch.ones(n, 1, device=grid.device, dtype=grid.dtype)], 1).view(n, 3, 3)
+    pts = torch.cat([grid, torch.ones_like(grid[..., :1])], -1)  # (n, H, W, 3)
+    out = torch.einsum("nij,nhwj->nhwi", h, pts)
+    return out[..., :2] / out[..., 2:].clamp_min(1e-6)
+
+
+class Lighting(BatchTransform):
+    """Random brightness and contrast in logit space (fastai's ``Brightness`` and ``Contrast``)."""
+
+    order = 40
+
+    def __init__(self, max_lighting: float = 0.2, p_lighting: float = 0.75):
+        if not 0 <= max_lighting < 1:
+            raise ValueError(f"max_lighting must be in [0, 1), got {max_lighting!r}")
+        self.max_lighting, self.p_lighting = float(max_lighting), float(p_lighting)
+
+    def __call__(self, x: Tensor, train: bool, generator: torch.Generator | None = None) -> Tensor:
+        if not train or self.max_lighting == 0:
+            return x
+        n, m = x.shape[0], self.max_lighting
+        bright = _uniform(n, 0.5 * (1 - m), 0.5 * (1 + m), generator)
+        bright = torch.where(_coin(n, self.p_lighting, generator), bright, torch.full((n,), 0.5))
+        contrast = torch.exp(_uniform(n, math.log(1 - m), -math.log(1 - m), generator))
+        contrast = torch.where(_coin(n, self.p_lighting, generator), contrast, torch.ones(n))
+        shift = torch.logit(bright).to(x.device, x.dtype).view(n, 1, 1, 1)
+        scale = contrast.to(x.device, x.dtype).view(n, 1, 1, 1)
+        return torch.sigmoid(torch.logit(x.clamp(1e-5, 1 - 1e-5)) * scale + shift)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": "Lighting", "max_lighting": self.max_lighting, "p_lighting": self.p_lighting}
+
+
+class Normalize(BatchTransform):
+    """``(x - mean) / std`` per channel; always the last batch transform."""
+
+    order = 99
+
+    def __init__(self, mean: Sequence[float] = imagenet_stats[0], std: Sequence[float] = imagenet_stats[1]):
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
+            raise ValueError(f"Normalize needs one positive std per mean, got mean={mean!r}, std={std!r}")
+        self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}
+
+    @classmethod
+    def from_stats(cls, mean: Sequence[float], std: Sequence[float]) -> Normalize:
+        """fastai's spelling: ``Normalize.from_stats(*imagenet_stats)``."""
+        return cls(mean, std)
+
+    def __call__(self, x: Tensor, train: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        key = (x.device, x.dtype)
+        if key not in self._cache:
+            view = (1, len(self.mean), 1, 1)
+            self._cache[key] = (
+                torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(view),
+                torch.tensor(self.std, device=x.device, dtype=x.dtype).view(view),
+            )
+        mean, std = self._cache[key]
+        return (x - mean) / std
+
+    def decode(self, x: Tensor) -> Tensor:
+        """Undo the normalization (for showing a batch)."""
+        mean, std = (torch.tensor(v, device=x.device, dtype=x.dtype).view(1, -1, 1, 1) for v in (self.mean, self.std))
+        return x * std + mean
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std, "_cache": {}}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": "Normalize", "mean": list(self.mean), "std": list(self.std)}
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+def aug_transforms(
+    mult: float = 1.0, do_flip: bool = True, flip_vert: bool = False, max_rotate: float = 10.0,
+    min_zoom: float = 1.0, max_zoom: float = 1.1, max_lighting: float = 0.2, max_warp: float = 0.2,
+    p_affine: float = 0.75, p_lighting: float = 0.75, xtra_tfms: Sequence[BatchTransform] | None = None,
+    size: int | Sequence[int] | None = None, mode: str = "bilinear", pad_mode: str = "reflection",
+    align_corners: bool = True, min_scale: float = 1.0,
+) -> list[BatchTransform]:
+    """fastai's standard augmentations: one fused affine/warp transform, then lighting.
+
+    ``mult`` scales ``max_rotate``, ``max_lighting`` and ``max_warp`` as in fastai.
+    """
+    max_rotate, max_lighting, max_warp = max_rotate * mult, max_lighting * mult, max_warp * mult
+    tfms: list[BatchTransform] = []
+    if do_flip or max_rotate or max_zoom > 1 or min_zoom < 1 or max_warp or size is not None or min_scale < 1:
+        tfms.append(AffineWarp(
+            do_flip=do_flip, flip_vert=flip_vert, max_rotate=max_rotate, min_zoom=min_zoom, max_zoom=max_zoom,
+            max_warp=max_warp, p_affine=p_affine, size=size, min_scale=min_scale, pad_mode=pad_mode, mode=mode,
+            align_corners=align_corners,
+        ))
+    if max_lighting:
+        tfms.append(Lighting(max_lighting, p_lighting))
+    return tfms + list(xtra_tfms or [])
+
+
+def apply_batch_tfms(
+    x: Tensor, tfms: Sequence[BatchTransform] | None, train: bool, generator: torch.Generator | None = None
+) -> Tensor:
+    """uint8 NCHW -> float32 in [0, 1], then ``tfms`` sorted by ``order`` (random only when ``train``)."""
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255)
+    elif not torch.is_floating_point(x):
+        raise TypeError(f"apply_batch_tfms expects a uint8 or float batch, got {x.dtype}")
+    for t in sorted(tfms or (), key=lambda t: getattr(t, "order", 50)):
+        x = t(x, train, generator=generator)
+    return x

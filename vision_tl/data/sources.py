@@ -1,0 +1,183 @@
+"""Where the items and labels come from: list image files, label them, split them (seeded).
+
+Labels are computed here, in the main process, once: a lambda label function never has to travel to
+a DataLoader worker, and a label function that fails is reported with the file it failed on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".tga",
+})
+
+
+class LabelError(ValueError):
+    """A label could not be computed for ``path``; the message names the file and the cause."""
+
+    def __init__(self, path: Any, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"cannot label {path}: {reason}")
+
+
+def get_image_files(
+    path: str | Path, recurse: bool = True, folders: Sequence[str] | None = None
+) -> list[Path]:
+    """All image files under ``path`` (by extension, case-insensitive), sorted, hidden files skipped.
+
+    Args:
+        path: a folder.
+        recurse: look in subfolders too.
+        folders: only these top-level subfolders of ``path`` (e.g. ``["train", "valid"]``).
+    """
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"get_image_files: folder {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise NotADirectoryError(f"get_image_files: {str(root)!r} is not a folder")
+    tops = [root / f for f in folders] if folders else [root]
+    for top in tops:
+        if not top.is_dir():
+            raise FileNotFoundError(f"get_image_files: folder {str(top)!r} (from folders={folders!r}) does not exist")
+    found: list[Path] = []
+    for top in tops:
+        if recurse:
+            for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                found.extend(Path(dirpath) / f for f in filenames if _is_image_name(f))
+        else:
+            found.extend(p for p in top.iterdir() if p.is_file() and _is_image_name(p.name))
+    return sorted(found, key=lambda p: p.as_posix())
+
+
+def _is_image_name(name: str) -> bool:
+    # "._x.jpg" (macOS resource forks) and other hidden files are not images
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def parent_label(path: str | Path) -> str:
+    """The name of the folder holding the file (ImageNet-style ``<class>/<file>`` layout)."""
+    return Path(path).parent.name
+
+
+def label_items(items: Sequence[Any], label_func: Callable[[Any], Any]) -> list[str]:
+    """Apply ``label_func`` to every item, as strings; a failure names the item and the cause.
+
+    Booleans and numbers become their ``str`` (fastai lesson 1's ``is_cat`` gives "False"/"True").
+    """
+    labels: list[str] = []
+    for item in items:
+        try:
+            lab = label_func(item)
+        except Exception as e:  # noqa: BLE001 - any user error is re-raised with the file named
+            raise LabelError(item, f"label function {_fname(label_func)} raised {type(e).__name__}: {e}") from e
+        if lab is None:
+            raise LabelError(item, f"label function {_fname(label_func)} returned None")
+        labels.append(str(lab))
+    return labels
+
+
+def _fname(f: Callable) -> str:
+    return getattr(f, "__name__", repr(f))
+
+
+class RegexLabeller:
+    """Label = first group of ``pat`` searched in the file name (or the whole path with ``use_path``)."""
+
+    def __init__(self, pat: str | re.Pattern, use_path: bool = False):
+        try:
+            self.pat = re.compile(pat)
+        except re.error as e:
+            raise ValueError(f"invalid regular expression {pat!r}: {e}") from None
+        if self.pat.groups < 1:
+            raise ValueError(f"regular expression {self.pat.pattern!r} needs a group (...) around the label")
+        self.use_path = use_path
+        self.__name__ = f"RegexLabeller({self.pat.pattern!r})"
+
+    def __call__(self, item: str | Path) -> str:
+        text = Path(item).as_posix() if self.use_path else Path(item).name
+        m = self.pat.search(text)
+        if m is None or m.group(1) is None:
+            raise ValueError(f"pattern {self.pat.pattern!r} does not match {text!r}")
+        return m.group(1)
+
+
+def check_valid_pct(valid_pct: float) -> float:
+    """``valid_pct`` must be a number in [0, 1)."""
+    if isinstance(valid_pct, bool) or not isinstance(valid_pct, (int, float)) or not 0 <= valid_pct < 1:
+        raise ValueError(f"valid_pct must be a number in [0, 1), got {valid_pct!r}")
+    return float(valid_pct)
+
+
+class RandomSplitter:
+    """Random train/valid split; the same ``seed`` gives the same split on every machine and version.
+
+    The permutation comes from ``numpy.random.default_rng(seed)`` (PCG64, stable across platforms);
+    ``seed=None`` draws a fresh one. With ``valid_pct > 0`` and at least 2 items, at least one item goes
+    to valid and at least one stays in train.
+    """
+
+    def __init__(self, valid_pct: float = 0.2, seed: int | None = None):
+        self.valid_pct, self.seed = check_valid_pct(valid_pct), seed
+
+    def __call__(self, items: Sequence[Any]) -> tuple[list[int], list[int]]:
+        n = len(items)
+        perm = np.random.default_rng(self.seed).permutation(n)
+        cut = int(self.valid_pct * n)
+        if self.valid_pct > 0 and n >= 2:
+            cut = min(max(cut, 1), n - 1)
+        return sorted(perm[cut:].tolist()), sorted(perm[:cut].tolist())
+
+
+class GrandparentSplitter:
+    """Split by the name of the folder two levels up (``<train_name>/<class>/<file>``)."""
+
+    def __init__(self, train_name: str = "train", valid_name: str = "valid"):
+        self.train_name, self.valid_name = train_name, valid_name
+
+    def __call__(self, items: Sequence[str | Path]) -> tuple[list[int], list[int]]:
+        gp = [Path(o).parent.parent.name for o in items]
+        return ([i for i, g in enumerate(gp) if g == self.train_name],
+                [i for i, g in enumerate(gp) if g == self.valid_name])
+
+
+class IndexSplitter:
+    """Valid = the given indices (or a boolean mask), train = the rest."""
+
+    def __init__(self, valid_idx: Iterable[int] | Sequence[bool]):
+        self.valid_idx = list(valid_idx)
+
+    def __call__(self, items: Sequence[Any]) -> tuple[list[int], list[int]]:
+        n = len(items)
+        if self.valid_idx and all(isinstance(v, (bool, np.bool_)) for v in self.valid_idx):
+            if len(self.valid_idx) != n:
+                raise ValueError(f"valid mask has {len(self.valid_idx)} entries for {n} items")
+            valid = {i for i, v in enumerate(self.valid_idx) if v}
+        else:
+            valid = {int(i) for i in self.valid_idx}
+            bad = [i for i in valid if not 0 <= i < n]
+            if bad:
+                raise ValueError(f"valid indices out of range for {n} items: {sorted(bad)[:5]}")
+        return [i for i in range(n) if i not in valid], sorted(valid)
+
+
+def make_vocab(labels: Iterable[str], vocab: Sequence[str] | None = None) -> list[str]:
+    """Sorted unique labels, or the user's ``vocab`` (checked to cover every label)."""
+    found = sorted(set(labels))
+    if vocab is None:
+        return found
+    vocab = [str(v) for v in vocab]
+    if len(set(vocab)) != len(vocab):
+        raise ValueError(f"vocab has duplicates: {vocab!r}")
+    missing = [lab for lab in found if lab not in set(vocab)]
+    if missing:
+        raise ValueError(f"labels {missing[:10]!r} are not in the vocab given ({vocab!r})")
+    return vocab
