@@ -1,0 +1,56 @@
+"""Every tutorial notebook runs top to bottom in its fast mode; a failing cell fails the test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NAMES = ["01_cats_vs_dogs.ipynb", "02_your_own_images.ipynb", "03_inference.ipynb"]
+
+
+def _run(name: str, cwd: Path) -> nbformat.NotebookNode:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    env = dict(os.environ, VISION_TL_NOTEBOOK_FAST="1", HF_HUB_OFFLINE="1", MPLBACKEND="Agg",
+               VISION_TL_HOME=str(cwd / "home"))
+    env.pop("VISION_TL_MIRROR", None)
+    # jupyter_client starts kernel specs that say "python" with this interpreter (sys.executable)
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600,
+                                     resources={"metadata": {"path": str(cwd)}})
+    client.execute(env=env)
+    return nb
+
+
+def test_notebooks_are_committed_without_outputs():
+    for name in NAMES:
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        nbformat.validate(nb)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, f"{name} has outputs"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_top_to_bottom_in_fast_mode(name, tmp_path):
+    nb = _run(name, tmp_path)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    assert all(c.execution_count for c in nb.cells if c.cell_type == "code")
+
+
+@pytest.mark.slow
+def test_a_broken_notebook_fails(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("raise RuntimeError('broken cell')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    broken = tmp_path / "broken.ipynb"
+    nbformat.write(nb, broken)
+    client = nbclient.NotebookClient(nbformat.read(broken, as_version=4), kernel_name="python3", timeout=60,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    with pytest.raises(nbclient.exceptions.CellExecutionError, match="broken cell"):
+        client.execute()
