@@ -1,0 +1,620 @@
+"""The Learner: a model, its data, an optimizer over parameter groups, and the fit loop.
+
+The loop (``_do_fit`` → ``_do_epoch`` → ``_do_batch``) is short on purpose; everything optional
+(progress, recording, mixed precision, early stopping, checkpoints, distributed) is a callback
+that reacts to the named events listed in ``callbacks.py``. ``learn.model`` may be wrapped
+(DDP, ``torch.compile``) by a callback; ``learn.raw_model`` is always the plain module that is
+saved and exported.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.build import ModelConfig, config_for
+from ..models.split import check_groups, default_splitter, layerwise_splitter
+from . import schedule
+from .callbacks import (
+    Callback,
+    CancelBatchException,
+    CancelEpochException,
+    CancelFitException,
+    CancelTrainException,
+    CancelValidException,
+    ChannelsLast,
+    MixedPrecision,
+    ProgressCallback,
+    Recorder,
+    TerminateOnNaNCallback,
+)
+from .metrics import metric_name
+
+_NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm, nn.GroupNorm)
+_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def adamw(params: list[dict], lr: float) -> torch.optim.Optimizer:
+    """fastai's default optimizer settings on torch's AdamW (decoupled weight decay)."""
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), eps=1e-5)
+
+
+def default_device() -> torch.device:
+    """CUDA if present, else Apple MPS, else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class TrainingOOMError(RuntimeError):
+    """The device ran out of memory during training; the message suggests a smaller batch size."""
+
+
+class Learner:
+    """Train ``model`` on ``dls``; see ``vision_learner`` for the usual way to make one."""
+
+    def __init__(
+        self, dls: Any, model: nn.Module, loss_func: Callable | None = None, opt_func: Callable = adamw,
+        lr: float | slice = 1e-3, splitter: Callable = default_splitter, cbs: Iterable[Callback] | None = None,
+        metrics: Sequence[Callable] | Callable | None = None, path: str | Path | None = None,
+        model_dir: str | Path = "models", wd: float | None = None, train_bn: bool = True,
+        moms: tuple[float, float, float] = (0.95, 0.85, 0.95), model_config: ModelConfig | None = None,
+        device: torch.device | str | None = None, lr_mults: Sequence[float] | None = None, amp: bool | None = None,
+    ) -> None:
+        self.device = torch.device(device) if device is not None else default_device()
+        if hasattr(dls, "to"):
+            dls.to(self.device)
+        self.dls, self.model = dls, model.to(self.device)
+        self.loss_func = loss_func if loss_func is not None else nn.CrossEntropyLoss()
+        self.opt_func, self.lr, self.wd, self.train_bn, self.moms = opt_func, lr, 0.01 if wd is None else wd, train_bn, moms
+        self.metrics = [] if metrics is None else list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+        self.path = Path(path if path is not None else getattr(dls, "path", None) or ".")
+        self.model_dir, self.model_config = Path(model_dir), model_config
+        self.param_groups = check_groups(self.raw_model, splitter(self.raw_model))
+        self.lr_mults = list(lr_mults) if lr_mults is not None else [1.0] * self.n_groups
+        if len(self.lr_mults) != self.n_groups:
+            raise ValueError(f"lr_mults has {len(self.lr_mults)} values for {self.n_groups} parameter groups")
+        norm_params = {id(p) for m in self.raw_model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters()}
+        self._norm_ids = norm_params
+        self.opt: torch.optim.Optimizer | None = None
+        self.scaler: Any = None
+        self.frozen_to, self.fitting, self.training, self.fit_index = 0, False, False, 0
+        self.epoch, self.n_epoch, self.iter, self.start_epoch = 0, 1, 0, 0
+        self.val_results: list[float] | None = None
+        self._resume: dict | None = None
+        self.cbs: list[Callback] = []
+        self.add_cbs([TerminateOnNaNCallback(), Recorder(), ProgressCallback()])
+        if amp or (amp is None and self.device.type == "cuda"):
+            self.add_cbs([ChannelsLast(), MixedPrecision(torch.bfloat16 if _bf16_ok(self.device) else torch.float16)])
+        self.add_cbs(cbs or [])
+
+    # ----- callbacks -------------------------------------------------------------------------
+    def add_cb(self, cb: Callback | type) -> Learner:
+        """Add a callback (instance or class); it becomes ``learn.<cb.name>``."""
+        cb = cb() if isinstance(cb, type) else cb
+        cb.learn = self
+        self.cbs = sorted([*self.cbs, cb], key=lambda c: c.order)
+        if not hasattr(self, cb.name) or isinstance(getattr(self, cb.name), Callback):
+            setattr(self, cb.name, cb)
+        return self
+
+    def add_cbs(self, cbs: Iterable[Callback]) -> Learner:
+        for cb in cbs:
+            self.add_cb(cb)
+        return self
+
+    def remove_cb(self, cb: Callback | type) -> Learner:
+        """Remove a callback instance, or every callback of a class."""
+        gone = [c for c in self.cbs if (c is cb if isinstance(cb, Callback) else isinstance(c, cb))]
+        self.cbs = [c for c in self.cbs if c not in gone]
+        for c in gone:
+            if getattr(self, c.name, None) is c:
+                delattr(self, c.name)
+        return self
+
+    @contextmanager
+    def added_cbs(self, cbs: Iterable[Callback] | Callback | None):
+        """Callbacks for the duration of one call (``fit(..., cbs=...)``)."""
+        cbs = [cbs] if isinstance(cbs, Callback) else list(cbs or [])
+        self.add_cbs(cbs)
+        try:
+            yield
+        finally:
+            for cb in cbs:
+                self.remove_cb(cb)
+
+    def __call__(self, event: str) -> None:
+        for cb in self.cbs:
+            cb(event)
+
+    def _with_events(self, f: Callable[[], None], name: str, ex: type[Exception]) -> None:
+        try:
+            self(f"before_{name}")
+            f()
+        except ex:
+            self(f"after_cancel_{name}")
+        self(f"after_{name}")
+
+    # ----- model, groups, optimizer ----------------------------------------------------------
+    @property
+    def raw_model(self) -> nn.Module:
+        """The plain model under any DDP (``.module``) or ``torch.compile`` (``._orig_mod``) wrapper."""
+        m = self.model
+        while True:
+            inner = getattr(m, "module", None) or getattr(m, "_orig_mod", None)
+            if not isinstance(inner, nn.Module):
+                return m
+            m = inner
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.param_groups)
+
+    def create_opt(self) -> torch.optim.Optimizer:
+        """One or two optimizer groups per parameter group: weight decay only on tensors with ndim >= 2."""
+        lrs = self._lrs(self.lr)
+        specs = []
+        for i, g in enumerate(self.param_groups):
+            for decay in (True, False):
+                ps = [p for p in g if (p.ndim >= 2) == decay]
+                if ps:
+                    specs.append({"params": ps, "lr": lrs[i], "weight_decay": self.wd if decay else 0.0, "group": i, "decay": decay})
+        self.opt = self.opt_func(specs, lrs[-1])
+        return self.opt
+
+    def _lrs(self, lr: Any) -> list[float]:
+        return [v * m for v, m in zip(schedule.expand_lr(lr, self.n_groups), self.lr_mults)]
+
+    def group_lrs(self) -> list[float]:
+        """The learning rate each parameter group has right now (the last one applied)."""
+        out = [0.0] * self.n_groups
+        for pg in self.opt.param_groups if self.opt else []:
+            out[pg["group"]] = pg["lr"]
+        return out
+
+    def group_mom(self) -> float | None:
+        pg = self.opt.param_groups[0] if self.opt else {}
+        return pg["betas"][0] if "betas" in pg else pg.get("momentum")
+
+    def _set_hypers(self, lrs: list[float], mom: float | None, wd: float | None) -> None:
+        for pg in self.opt.param_groups:
+            pg["lr"] = lrs[pg["group"]]
+            if mom is not None and "betas" in pg:
+                pg["betas"] = (mom, pg["betas"][1])
+            elif mom is not None and "momentum" in pg:
+                pg["momentum"] = mom
+            if wd is not None and pg.get("decay"):
+                pg["weight_decay"] = wd
+
+    def freeze_to(self, n: int) -> None:
+        """Freeze parameter groups ``[:n]`` (negative ``n`` counts from the end).
+
+        With ``train_bn=True`` the normalization layers of frozen groups still train (fastai).
+        """
+        idx = n if n >= 0 else self.n_groups + n
+        if not 0 <= idx < self.n_groups:
+            raise ValueError(f"freeze_to({n}) is out of range for a model with {self.n_groups} parameter groups")
+        if idx > 0 and self.n_groups < 2:
+            raise ValueError(
+                "cannot freeze a model with a single parameter group: pass a splitter that returns "
+                "body and head groups, or train it whole with fit_one_cycle"
+            )
+        for i, g in enumerate(self.param_groups):
+            for p in g:
+                p.requires_grad_(i >= idx or (self.train_bn and id(p) in self._norm_ids))
+        self.frozen_to = idx
+
+    def freeze(self) -> None:
+        """Train only the last group (the head), and normalization layers when ``train_bn``."""
+        self.freeze_to(-1)
+
+    def unfreeze(self) -> None:
+        self.freeze_to(0)
+
+    # ----- the loop ----------------------------------------------------------------------------
+    def _fit(self, n_epoch: int, sched: Callable[[float], tuple[list[float], float | None]], cbs: Any = None,
+             wd: float | None = None, fit_index: int = 0) -> None:
+        if not isinstance(n_epoch, int) or n_epoch < 0:
+            raise ValueError(f"n_epoch must be an int >= 0, got {n_epoch!r}")
+        state = self._resume
+        if state is not None and fit_index < state["fit_index"]:
+            return  # this part of the recipe finished before the interruption
+        with self.added_cbs(cbs):
+            if self.opt is None:
+                self.create_opt()
+            self.n_epoch, self.start_epoch, self.fit_index = n_epoch, 0, fit_index
+            self._sched, self._wd, self.fitting = sched, wd, True
+            try:
+                self._with_events(self._do_fit, "fit", CancelFitException)
+            except _OOM as e:
+                bs = getattr(self.dls, "bs", "?")
+                raise TrainingOOMError(
+                    f"out of memory on {self.device} with batch size bs={bs}: make the DataLoaders with a "
+                    f"smaller bs (e.g. bs={bs // 2 if isinstance(bs, int) else 16}), a smaller image size, or call "
+                    "learn.to_fp16()"
+                ) from e
+            finally:
+                self.fitting = False
+
+    def _do_fit(self) -> None:
+        if self._resume is not None:
+            self._restore_checkpoint(self._resume)
+            self._resume = None
+        for epoch in range(self.start_epoch, self.n_epoch):
+            self.epoch = epoch
+            self._with_events(self._do_epoch, "epoch", CancelEpochException)
+
+    def _do_epoch(self) -> None:
+        self.dl, self.training = self.dls.train, True
+        if hasattr(self.dl, "set_epoch"):
+            self.dl.set_epoch(self.epoch)
+        self.model.train()
+        self._with_events(self._train_batches, "train", CancelTrainException)
+        self._run_validation(self.dls.valid)
+
+    def _train_batches(self) -> None:
+        self.n_iter = len(self.dl)
+        for i, b in enumerate(self.dl):
+            self.iter = i
+            self.pct_train = (self.epoch + self.iter / self.n_iter) / self.n_epoch
+            self._set_hypers(*self._sched(self.pct_train), self._wd)
+            self._with_events(partial(self._do_batch, b), "batch", CancelBatchException)
+
+    def _do_batch(self, b: Sequence[torch.Tensor]) -> None:
+        self.xb, self.yb = tuple(b[:1]), tuple(b[1:])
+        self("before_batch")
+        self.pred = self.model(*self.xb)
+        self("after_pred")
+        if not self.yb:
+            return
+        self.loss_grad = self.loss_func(self.pred, *self.yb)
+        self.loss = self.loss_grad.detach()
+        self("after_loss")
+        if not self.training:
+            self.val_preds.append(self.pred.detach().float())
+            self.val_targs.append(self.yb[0])
+            self._val_loss_sum += self.loss.float() * len(self.yb[0])
+            return
+        self("before_backward")
+        (self.scaler.scale(self.loss_grad) if self.scaler is not None else self.loss_grad).backward()
+        self("after_backward")
+        self("before_step")
+        if self.scaler is not None:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
+        self("after_step")
+        self.opt.zero_grad(set_to_none=True)
+
+    def _run_validation(self, dl: Any) -> None:
+        """One pass over ``dl`` without gradients: fills ``val_preds``/``val_targs`` and ``val_results``."""
+        self.dl, self.training = dl, False
+        self.model.eval()
+        self.val_preds, self.val_targs, self.val_inputs = [], [], []
+        self._val_loss_sum = torch.zeros((), device=self.device)
+
+        def run() -> None:
+            with torch.no_grad():
+                for i, b in enumerate(dl):
+                    self.iter = i
+                    if self._keep_inputs:
+                        self.val_inputs.append(b[0].cpu())
+                    self._with_events(partial(self._do_batch, b), "batch", CancelBatchException)
+            self("before_metrics")  # a distributed callback gathers val_preds/val_targs here
+            self.val_results = self._metrics()
+
+        self._with_events(run, "validate", CancelValidException)
+
+    _keep_inputs = False
+
+    def _metrics(self) -> list[float] | None:
+        if not self.val_targs:
+            return None
+        preds, targs = torch.cat(self.val_preds), torch.cat(self.val_targs)
+        loss = float(self._val_loss_sum) / max(1, len(targs))
+        return [loss, *[float(m(preds, targs)) for m in self.metrics]]
+
+    # ----- training recipes --------------------------------------------------------------------
+    def _begin(self, resume: str | Path | None) -> None:
+        self._resume = self._read_checkpoint(resume) if resume is not None else None
+
+    def fit(self, n_epoch: int, lr: Any = None, wd: float | None = None, cbs: Any = None,
+            resume: str | Path | None = None) -> None:
+        """Train ``n_epoch`` epochs at a constant ``lr`` (float, ``slice(hi)``, ``slice(lo, hi)``, list)."""
+        lrs = self._lrs(self.lr if lr is None else lr)
+        self._begin(resume)
+        self._fit(n_epoch, lambda pct: (lrs, None), cbs, wd)
+
+    def fit_one_cycle(self, n_epoch: int, lr_max: Any = None, div: float = 25.0, div_final: float = 1e5,
+                      pct_start: float = 0.25, wd: float | None = None, moms: tuple[float, float, float] | None = None,
+                      cbs: Any = None, resume: str | Path | None = None) -> None:
+        """Train with the one-cycle policy, LR and momentum updated every batch."""
+        self._begin(resume)
+        self._one_cycle(n_epoch, lr_max, div, div_final, pct_start, wd, moms, cbs, fit_index=0)
+
+    def _one_cycle(self, n_epoch: int, lr_max: Any, div: float, div_final: float, pct_start: float,
+                   wd: float | None, moms: Any, cbs: Any, fit_index: int) -> None:
+        if not 0 < pct_start <= 1:
+            raise ValueError(f"pct_start must be in (0, 1], got {pct_start!r}")
+        lrs, moms = self._lrs(self.lr if lr_max is None else lr_max), moms or self.moms
+
+        def sched(pct: float) -> tuple[list[float], float]:
+            return ([schedule.one_cycle_lr(pct, lr, div, div_final, pct_start) for lr in lrs],
+                    schedule.one_cycle_mom(pct, moms, pct_start))
+
+        self._fit(n_epoch, sched, cbs, wd, fit_index)
+
+    def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
+                  pct_start: float = 0.3, div: float = 5.0, cbs: Any = None, resume: str | Path | None = None,
+                  **kwargs: Any) -> None:
+        """fastai's recipe: train the head frozen, then everything with discriminative LRs.
+
+        ``freeze``; one-cycle ``freeze_epochs`` at ``slice(base_lr)`` with ``pct_start=0.99``; then
+        ``base_lr /= 2``; ``unfreeze``; one-cycle ``epochs`` at ``slice(base_lr/lr_mult, base_lr)``.
+        """
+        self._begin(resume)
+        self.freeze()
+        self._one_cycle(freeze_epochs, slice(base_lr), 25.0, kwargs.get("div_final", 1e5), 0.99,
+                        kwargs.get("wd"), kwargs.get("moms"), cbs, fit_index=0)
+        base_lr /= 2
+        self.unfreeze()
+        self._one_cycle(epochs, slice(base_lr / lr_mult, base_lr), div, kwargs.get("div_final", 1e5), pct_start,
+                        kwargs.get("wd"), kwargs.get("moms"), cbs, fit_index=1)
+
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
+                show_plot: bool = True) -> schedule.SuggestedLRs:
+        """Train briefly with an exponentially growing LR, restore the model, suggest LRs.
+
+        Returns ``SuggestedLRs(valley, minimum, steep)``; the curve is in ``learn.recorder.lr_find_lrs``
+        / ``lr_find_losses`` and plotted when ``show_plot``.
+        """
+        return schedule.run_lr_find(self, start_lr, end_lr, num_it, stop_div, show_plot)
+
+    # ----- evaluation --------------------------------------------------------------------------
+    def validate(self, dl: Any = None) -> list[float]:
+        """``[valid_loss, *metrics]`` over the whole of ``dl`` (default: the validation set)."""
+        self._run_validation(self.dls.valid if dl is None else dl)
+        return list(self.val_results or [])
+
+    def get_preds(self, ds_idx: int = 1, dl: Any = None, with_loss: bool = False, with_input: bool = False,
+                  act: Callable | None = None) -> tuple:
+        """Predictions over a whole DataLoader: ``(probs, targets[, losses][, inputs])``.
+
+        ``act`` defaults to softmax; ``targets`` is None for an unlabelled ``test_dl``.
+        """
+        dl = dl if dl is not None else (self.dls.train if ds_idx == 0 else self.dls.valid)
+        self._keep_inputs = with_input
+        try:
+            self._run_validation(dl)
+        finally:
+            self._keep_inputs = False
+        preds = torch.cat(self.val_preds) if self.val_preds else torch.empty(0)
+        if not self.val_preds:  # unlabelled: _do_batch returned before collecting
+            raise ValueError("get_preds: the DataLoader yielded no labelled batches; use inference.Predictor for unlabelled items")
+        targs = torch.cat(self.val_targs) if self.val_targs else None
+        out: list[Any] = [(act or partial(torch.softmax, dim=-1))(preds), targs]
+        if with_loss:
+            out.append(self._per_item_loss(preds, targs))
+        if with_input:
+            out.append(torch.cat(self.val_inputs))
+        return tuple(out)
+
+    def _per_item_loss(self, preds: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
+        old = getattr(self.loss_func, "reduction", None)
+        if old is None:
+            return torch.stack([self.loss_func(p[None], t[None]) for p, t in zip(preds, targs)])
+        self.loss_func.reduction = "none"
+        try:
+            return self.loss_func(preds, targs)
+        finally:
+            self.loss_func.reduction = old
+
+    # ----- precision ---------------------------------------------------------------------------
+    def to_fp16(self) -> Learner:
+        """Mixed precision with float16 autocast and a gradient scaler."""
+        return self.to_fp32().add_cb(MixedPrecision(torch.float16))
+
+    def to_bf16(self) -> Learner:
+        """Mixed precision with bfloat16 autocast (no scaler needed)."""
+        return self.to_fp32().add_cb(MixedPrecision(torch.bfloat16))
+
+    def to_fp32(self) -> Learner:
+        self.scaler = None
+        return self.remove_cb(MixedPrecision)
+
+    # ----- files -------------------------------------------------------------------------------
+    def _file(self, name: str | Path) -> Path:
+        p = Path(name)
+        if p.suffix != ".pth":
+            p = p.with_name(p.name + ".pth")
+        return p if p.is_absolute() else self.path / self.model_dir / p
+
+    def save(self, name: str | Path, with_opt: bool = True) -> Path:
+        """Save model (and optimizer) state to ``path/model_dir/name.pth``; returns the file."""
+        state = {"model": self.raw_model.state_dict()}
+        if with_opt and self.opt is not None:
+            state["opt"] = self.opt.state_dict()
+        return _atomic_save(state, self._file(name))
+
+    def load(self, name: str | Path, with_opt: bool = True, strict: bool = True) -> Learner:
+        """Load what ``save`` wrote (safely: ``weights_only=True``)."""
+        f = self._file(name)
+        if not f.is_file():
+            raise FileNotFoundError(f"no saved model at {str(f)!r}")
+        state = torch.load(f, map_location=self.device, weights_only=True)
+        self.raw_model.load_state_dict(state["model"], strict=strict)
+        if with_opt and "opt" in state:
+            (self.opt or self.create_opt()).load_state_dict(state["opt"])
+        return self
+
+    def save_checkpoint(self, name: str | Path) -> Path:
+        """Everything needed to resume after this epoch: model, optimizer, scaler, epoch, RNGs."""
+        rec = self.recorder
+        np_state = np.random.get_state()
+        state = {
+            "model": self.raw_model.state_dict(), "opt": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "epoch": self.epoch, "n_epoch": self.n_epoch, "fit_index": self.fit_index, "frozen_to": self.frozen_to,
+            "rng_torch": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rng_numpy": [torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+            "rng_python": random.getstate(),
+            "recorder": {"values": rec.values, "losses": rec.losses, "lrs": rec.lrs, "iters": rec.iters,
+                         "avg": rec._avg, "count": rec._count},
+        }
+        if hasattr(self.dls.train, "state_dict"):
+            state["dl"] = self.dls.train.state_dict()
+        return _atomic_save(state, self._file(name))
+
+    def _read_checkpoint(self, name: str | Path) -> dict:
+        f = self._file(name)
+        if not f.is_file():
+            raise FileNotFoundError(f"resume={str(name)!r}: no checkpoint at {str(f)!r}")
+        return torch.load(f, map_location="cpu", weights_only=True)
+
+    def _restore_checkpoint(self, state: dict) -> None:
+        self.raw_model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        if state["scaler"] and self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.freeze_to(state["frozen_to"])
+        self.start_epoch = state["epoch"] + 1
+        torch.set_rng_state(state["rng_torch"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        keys, pos, has_gauss, gauss = state["rng_numpy"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, internal, g = state["rng_python"]
+        random.setstate((version, tuple(internal), g))
+        if "dl" in state and hasattr(self.dls.train, "load_state_dict"):
+            self.dls.train.load_state_dict(state["dl"])
+        rec = state["recorder"]
+        self.recorder.values, self.recorder.losses, self.recorder.lrs = rec["values"], rec["losses"], rec["lrs"]
+        self.recorder.iters, self.recorder._avg, self.recorder._count = rec["iters"], rec["avg"], rec["count"]
+
+    # ----- inference (implemented in vision_tl.inference) ---------------------------------------
+    def predict(self, item: Any) -> tuple:
+        """``(label, index, probs)`` for one image (path, bytes, PIL image or array)."""
+        from ..inference.predict import Predictor
+
+        return Predictor.from_learner(self).predict(item)
+
+    def predict_batch(self, items: Sequence[Any], **kwargs: Any) -> Any:
+        from ..inference.predict import Predictor
+
+        return Predictor.from_learner(self).predict_batch(items, **kwargs)
+
+    def tta(self, **kwargs: Any) -> Any:
+        from ..inference.predict import tta
+
+        return tta(self, **kwargs)
+
+    def show_results(self, **kwargs: Any) -> Any:
+        from ..inference.interpret import show_results
+
+        return show_results(self, **kwargs)
+
+    def export(self, fname: str | Path = "export.vtl") -> Path:
+        from ..inference.export import export_learner
+
+        return export_learner(self, fname)
+
+    def export_onnx(self, fname: str | Path, **kwargs: Any) -> Path:
+        from ..inference.onnx import export_onnx
+
+        return export_onnx(self, fname, **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"Learner(model={type(self.raw_model).__name__}, groups={self.n_groups}, device={self.device}, "
+                f"metrics={[metric_name(m) for m in self.metrics]}, cbs={[type(c).__name__ for c in self.cbs]})")
+
+
+def _bf16_ok(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def _atomic_save(state: dict, f: Path) -> Path:
+    """Write via a temporary file and rename, so a crash never leaves a half-written file."""
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f".{f.name}.tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, f)
+    return f
+
+
+def vision_learner(
+    dls: Any, arch: Any, pretrained: bool = True, weights: str | Path | None = None, metrics: Any = None,
+    loss_func: Callable | None = None, opt_func: Callable = adamw, lr: float | slice = 1e-3,
+    splitter: Callable | None = None, cbs: Any = None, path: str | Path | None = None, model_dir: str | Path = "models",
+    wd: float | None = None, train_bn: bool = True, moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
+    normalize: bool = True, n_out: int | None = None, concat_pool: bool = True, lin_ftrs: list[int] | None = None,
+    ps: float = 0.5, first_bn: bool = True, bn_final: bool = False, custom_head: nn.Module | None = None,
+    layer_decay: float | None = None, device: torch.device | str | None = None, compile: bool = False,
+    amp: bool | None = None,
+) -> Learner:
+    """A Learner for transfer learning: pretrained ``arch`` body + a new head sized to ``dls.c``.
+
+    ``arch``: a timm name (``"resnet34"``), a torchvision builder or an ``nn.Module`` body;
+    ``weights``: a local ``.safetensors``/``.pth`` file for the body (works offline). The
+    backbone's normalization stats are appended to ``dls.batch_tfms`` when ``normalize`` and none
+    is there. ``layer_decay`` (e.g. 0.75) gives one group per body layer with timm-style decayed
+    LRs. The model starts frozen (head only) when pretrained.
+
+    Example:
+        >>> learn = vision_learner(dls, "resnet34", metrics=error_rate)
+        >>> learn.fine_tune(1)
+    """
+    from ..models.backbones import create_body
+    from ..models.heads import create_head
+
+    n_out = n_out if n_out is not None else getattr(dls, "c", None)
+    if not isinstance(n_out, int) or n_out < 1:
+        raise ValueError(f"n_out must be a positive int (default: dls.c), got {n_out!r}")
+    body, nf, stats = create_body(arch, pretrained=pretrained, weights=weights)
+    head = custom_head if custom_head is not None else create_head(
+        nf, n_out, lin_ftrs=lin_ftrs, ps=ps, concat_pool=concat_pool, first_bn=first_bn, bn_final=bn_final)
+    model = nn.Sequential(body, head)
+    cfg = None if custom_head is not None else config_for(
+        arch, n_out, stats, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps, bn_final=bn_final, first_bn=first_bn)
+    if normalize:
+        _add_normalize(dls, stats)
+    lr_mults = None
+    if layer_decay is not None:
+        if splitter is not None:
+            raise ValueError("pass either splitter or layer_decay, not both")
+        splitter = layerwise_splitter
+        lr_mults = schedule.layer_decay_mults(len(layerwise_splitter(model)), layer_decay)
+    learn = Learner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=splitter or default_splitter,
+                    cbs=cbs, metrics=metrics, path=path, model_dir=model_dir, wd=wd, train_bn=train_bn, moms=moms,
+                    model_config=cfg, device=device, lr_mults=lr_mults, amp=amp)
+    if (pretrained or weights is not None) and learn.n_groups > 1:
+        learn.freeze()
+    if compile:
+        learn.model = torch.compile(learn.model)
+    return learn
+
+
+def _add_normalize(dls: Any, stats: dict) -> None:
+    from ..data.batch_tfms import Normalize
+
+    tfms = getattr(dls, "batch_tfms", None)
+    if tfms is None:
+        return
+    if not any(isinstance(t, Normalize) for t in tfms):
+        tfms.append(Normalize.from_stats(stats["mean"], stats["std"]))
+
+
+cnn_learner = vision_learner
