@@ -72,12 +72,16 @@ def test_load_in_fresh_process_gives_same_predictions(exported, image_files, tmp
     torch.testing.assert_close(probs, expected, atol=1e-5, rtol=1e-4)
 
 
-def test_export_replaces_existing_file_atomically(exported, tmp_path):
+def test_export_to_same_name_replaces_file_and_leaves_no_temp(exported, tmp_path, image_files):
     path, pred = exported
-    before = path.read_bytes()
-    pred.export(path)  # same name again: replaced, no temp file left behind
+    before = pred.predict(image_files[0])[2]
+    with torch.no_grad():
+        pred.model[-1][-1].weight.mul_(3.0)  # sharper probabilities: a visibly different model
+    after = pred.predict(image_files[0])[2]
+    assert not torch.allclose(before, after)
+    pred.export(path)  # same name again (like fastai): replaced, no temp file left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.vtl"]
-    assert path.read_bytes() == before
+    torch.testing.assert_close(load_learner(path, device="cpu").predict(image_files[0])[2], after)
 
 
 def test_failed_export_leaves_earlier_file_intact(exported, tmp_path):

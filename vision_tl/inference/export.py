@@ -15,6 +15,7 @@ import json
 import os
 import struct
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ MIN_FORMAT_VERSION = 1  # the oldest format this version still reads
 MANIFEST_KEY = "vision_tl.manifest"
 MANIFEST_SHA_KEY = "vision_tl.manifest_sha256"
 _MAX_HEADER = 100 * 2**20  # a safetensors header larger than this is not one of ours
+_BATCH_TFMS = ("AffineWarp", "Lighting")  # saved by name + to_dict(); Normalize is saved as stats
 
 
 class ExportFormatError(ValueError):
@@ -72,12 +74,20 @@ def build_manifest(predictor: Predictor) -> dict[str, Any]:
     item_tfms = [t.to_dict() for t in predictor.item_tfms]
     size = predictor.item_tfms[-1].size if predictor.item_tfms else cfg.input_size
     mean, std = predictor.normalize if predictor.normalize is not None else (None, None)
+    batch_tfms = []
+    for t in predictor.batch_tfms:
+        if type(t).__name__ not in _BATCH_TFMS:
+            warnings.warn(f"export: batch transform {t!r} is not a vision_tl transform and is not saved; "
+                          "the loaded model predicts without it", stacklevel=3)
+            continue
+        batch_tfms.append(t.to_dict())
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "model_config": cfg.to_dict(),
         "vocab": list(predictor.vocab),
         "item_tfms": item_tfms,
+        "batch_tfms": batch_tfms,
         "normalize": None if mean is None else {"mean": list(mean), "std": list(std)},
         "input_size": None if size is None else list(size),
         "versions": _versions(),
@@ -224,6 +234,17 @@ def _check_manifest(path: Path, m: Any) -> None:
         raise ExportFormatError(path, f"manifest normalize must be null or {{mean, std}}, got {norm!r}")
 
 
+def batch_tfm_from_dict(d: dict[str, Any]) -> Any:
+    """Rebuild a vision_tl batch transform from its ``to_dict()`` (constructor arguments by name)."""
+    from ..data import batch_tfms
+
+    kwargs = dict(d)
+    name = kwargs.pop("name", None)
+    if name not in _BATCH_TFMS:
+        raise ValueError(f"unknown batch transform {name!r}, expected one of {_BATCH_TFMS}")
+    return getattr(batch_tfms, name)(**kwargs)
+
+
 def _check_weights(path: Path, model: torch.nn.Module, sd: Mapping[str, torch.Tensor], m: dict) -> None:
     """Compare names and shapes before ``load_state_dict``, to say precisely what does not match."""
     own = model.state_dict()
@@ -274,6 +295,7 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None) ->
     try:
         cfg = ModelConfig.from_dict(m["model_config"])
         item_tfms = [item_tfm_from_dict(d) for d in m["item_tfms"]]
+        batch_tfms = [batch_tfm_from_dict(d) for d in m.get("batch_tfms") or []]
     except (ValueError, TypeError, KeyError) as e:
         raise ExportFormatError(path, f"the manifest is invalid: {e}") from None
     if cfg.n_out != len(m["vocab"]):
@@ -295,4 +317,4 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None) ->
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if torch.device(device).type == "cuda":
         model.to(memory_format=torch.channels_last)
-    return Predictor(model, m["vocab"], item_tfms, normalize, device=device, model_config=cfg)
+    return Predictor(model, m["vocab"], item_tfms, normalize, device=device, model_config=cfg, batch_tfms=batch_tfms)

@@ -152,6 +152,8 @@ class Predictor:
         vocab: class names, index ``i`` is output ``i``.
         item_tfms: the item transforms, applied with ``train=False`` (the validation transforms).
         normalize: a ``Normalize``, a ``(mean, std)`` pair, or ``None``.
+        batch_tfms: other batch transforms, applied with ``train=False`` before normalizing (on
+            valid they are deterministic: e.g. ``aug_transforms(size=224)`` resizes, the rest is identity).
         device: where to run; ``None`` means where the model's parameters are.
         model_config: the ``ModelConfig`` the model was built from (needed to export again).
         amp: on CUDA, run the forward pass under float16 autocast (probabilities stay float32).
@@ -166,11 +168,15 @@ class Predictor:
         device: str | torch.device | None = None,
         model_config: Any = None,
         amp: bool = True,
+        batch_tfms: Sequence[Any] | None = None,
     ) -> None:
         self.model = model
         self.vocab = [str(v) for v in vocab]
         self.item_tfms = list(item_tfms)
         self.normalize = _stats(normalize)
+        self.batch_tfms = sorted(
+            (t for t in batch_tfms or () if type(t).__name__ != "Normalize"), key=lambda t: getattr(t, "order", 50)
+        )
         self.model_config = model_config
         self.amp = amp
         self.draft_size = draft_size_for(self.item_tfms)
@@ -183,11 +189,12 @@ class Predictor:
     def from_learner(cls, learn: Any) -> Predictor:
         """The predictor of an in-memory learner: its model, vocab, item tfms and ``Normalize``."""
         dls = learn.dls
-        normalize = next((t for t in getattr(dls, "batch_tfms", []) if type(t).__name__ == "Normalize"), None)
+        batch_tfms = list(getattr(dls, "batch_tfms", None) or [])
+        normalize = next((t for t in batch_tfms if type(t).__name__ == "Normalize"), None)
         cfg = getattr(learn, "model_config", None)
         if normalize is None and cfg is not None and getattr(cfg, "mean", None) is not None:
             normalize = (cfg.mean, cfg.std)
-        return cls(learn.model, dls.vocab, dls.item_tfms, normalize, model_config=cfg)
+        return cls(learn.model, dls.vocab, dls.item_tfms, normalize, model_config=cfg, batch_tfms=batch_tfms)
 
     @property
     def c(self) -> int:
@@ -199,11 +206,11 @@ class Predictor:
         self.device = torch.device(device)
         self.model.to(self.device)
         if self.normalize is None:
-            self._shift = self._scale = None
-        else:  # x/255 then (x - mean)/std, folded into one subtract and one divide
+            self._mean = self._std = None
+        else:
             mean, std = self.normalize
-            self._shift = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * 255
-            self._scale = torch.tensor(std, device=self.device).view(1, -1, 1, 1) * 255
+            self._mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
+            self._std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
         return self
 
     def preprocess(self, item: Item) -> np.ndarray:
@@ -212,11 +219,11 @@ class Predictor:
 
     def forward_uint8(self, xb: torch.Tensor) -> torch.Tensor:
         """Probabilities (float32, on the CPU) for a uint8 NCHW batch."""
-        xb = xb.to(self.device, non_blocking=True).float()
-        if self._shift is not None:
-            xb = xb.sub_(self._shift).div_(self._scale)
-        else:
-            xb = xb.div_(255)
+        xb = xb.to(self.device, non_blocking=True).float().div_(255)
+        for t in self.batch_tfms:
+            xb = t(xb, False)
+        if self._mean is not None:
+            xb = (xb - self._mean).div_(self._std)
         cuda = self.device.type == "cuda"
         if cuda:
             xb = xb.contiguous(memory_format=torch.channels_last)
@@ -228,6 +235,8 @@ class Predictor:
     def predict(self, item: Item) -> tuple[str, int, torch.Tensor]:
         """``(label, index, probs)`` for one image, like fastai's ``learn.predict``."""
         img = self.preprocess(item)
+        if not img.flags.writeable:  # e.g. a read-only array straight from PIL
+            img = img.copy()
         probs = self.forward_uint8(torch.from_numpy(img).permute(2, 0, 1)[None])[0]
         idx = int(probs.argmax())
         return self.vocab[idx], idx, probs
