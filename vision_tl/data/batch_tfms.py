@@ -100,12 +100,12 @@ class AffineWarp(BatchTransform):
             if tuple(out_hw) == (h, w):
                 return x
             return F.interpolate(x, size=tuple(out_hw), mode="bilinear", align_corners=False, antialias=True)
-        mat = self._matrices(n, generator).to(x.device, x.dtype)
-        grid = F.affine_grid(mat[:, :2], [n, c, *out_hw], align_corners=self.align_corners)
-        if self.max_warp > 0:
+        mat = self._matrices(n, generator)
+        if self.max_warp > 0:  # the perspective warp is a homography too: fold it into the same matrix
             do = _coin(n, self.p_affine, generator)
             mag = torch.stack([_uniform(n, -self.max_warp, self.max_warp, generator) for _ in range(2)], 1)
-            grid = _perspective(grid, (mag * do[:, None]).to(x.device, x.dtype))
+            mat = _perspective_matrix(mag * do[:, None]) @ mat
+        grid = _grid(mat.to(x.device, x.dtype), out_hw, self.align_corners)
         return F.grid_sample(x, grid, mode=self.mode, padding_mode=self.pad_mode, align_corners=self.align_corners)
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,29 +120,33 @@ def _rot(theta: Tensor) -> Tensor:
     return m
 
 
-def _perspective(grid: Tensor, mag: Tensor) -> Tensor:
-    """fastai's ``Warp``: move the four corners by ``mag`` (x, y) and map ``grid`` through that homography."""
-    n = grid.shape[0]
-    src = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], device=grid.device, dtype=grid.dtype)
-    mx, my = mag[:, 0], mag[:, 1]
-    dst = torch.stack([
-        torch.stack([-1 + mx, -1 - my], 1), torch.stack([-1 - mx, 1 - my], 1),
-        torch.stack([1 + mx, -1 + my], 1), torch.stack([1 - mx, 1 + my], 1),
-    ], 1)  # (n, 4, 2)
-    # solve for the 8 homography coefficients mapping src -> dst (one 8x8 system per image)
-    rows = []
-    for i in range(4):
-        (x, y), u, v = src[i], dst[:, i, 0], dst[:, i, 1]
-        one, zero = torch.ones_like(u), torch.zeros_like(u)
+def _grid(mat: Tensor, out_hw: Sequence[int], align_corners: bool) -> Tensor:
+    """Sampling grid (n, h, w, 2) of the homographies ``mat`` (n, 3, 3): one batched matmul."""
+    h, w = out_hw
+    def lin(k: int) -> Tensor:
+        v = torch.linspace(-1, 1, k, device=mat.device, dtype=mat.dtype)
+        return v if align_corners else v * (k - 1) / k
+    ys, xs = torch.meshgrid(lin(h), lin(w), indexing="ij")
+    base = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, h * w, 3)
+    pts = torch.matmul(base, mat.transpose(1, 2))  # (n, h*w, 3)
+    xy = pts[..., :2] / pts[..., 2:].clamp_min(1e-6)
+    return xy.view(-1, h, w, 2)
+
+
+def _perspective_matrix(mag: Tensor) -> Tensor:
+    """fastai's ``Warp`` as a 3x3 homography: the four corners move by ``mag`` (n, 2) = (x, y)."""
+    n = mag.shape[0]
+    src = [(-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)]
+    mx, my = mag[:, 0].double(), mag[:, 1].double()
+    dst = [(-1 + mx, -1 - my), (-1 - mx, 1 - my), (1 + mx, -1 + my), (1 - mx, 1 + my)]
+    rows, rhs = [], []
+    one, zero = torch.ones_like(mx), torch.zeros_like(mx)
+    for (x, y), (u, v) in zip(src, dst):  # solve the 8 coefficients (one 8x8 system per image)
         rows.append(torch.stack([x * one, y * one, one, zero, zero, zero, -u * x, -u * y], 1))
         rows.append(torch.stack([zero, zero, zero, x * one, y * one, one, -v * x, -v * y], 1))
-    a = torch.stack(rows, 1)
-    b = dst.reshape(n, 8)
-    coeffs = torch.linalg.solve(a.float(), b.float()).to(grid.dtype)
-    h = torch.cat([coeffs, torch.ones(n, 1, device=grid.device, dtype=grid.dtype)], 1).view(n, 3, 3)
-    pts = torch.cat([grid, torch.ones_like(grid[..., :1])], -1)  # (n, H, W, 3)
-    out = torch.einsum("nij,nhwj->nhwi", h, pts)
-    return out[..., :2] / out[..., 2:].clamp_min(1e-6)
+        rhs += [u, v]
+    coeffs = torch.linalg.solve(torch.stack(rows, 1), torch.stack(rhs, 1))
+    return torch.cat([coeffs, torch.ones(n, 1, dtype=coeffs.dtype)], 1).view(n, 3, 3).float()
 
 
 class Lighting(BatchTransform):
