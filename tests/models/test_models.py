@@ -1,0 +1,131 @@
+"""Bodies, heads, configs and parameter groups: what vision_learner and load_learner rely on."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import timm
+import torch
+import torchvision
+from safetensors.torch import save_file
+from torch import nn
+
+from vision_tl.models.backbones import PretrainedWeightsError, create_body
+from vision_tl.models.build import ModelConfig, build_model
+from vision_tl.models.heads import create_head
+from vision_tl.models.split import check_groups, default_splitter, layerwise_splitter
+
+
+def test_model_config_round_trips_through_json_dict():
+    cfg = ModelConfig("resnet10t", n_out=5, lin_ftrs=[64], ps=0.25, input_size=(48, 64), mean=(0.5,) * 3, std=(0.2,) * 3)
+    d = cfg.to_dict()
+    assert d["input_size"] == [48, 64] and isinstance(d["mean"], list)
+    assert ModelConfig.from_dict(d) == cfg
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [({"n_out": 0}, "n_out"), ({"source": "keras"}, "'keras'"), ({"ps": 1.5}, "1.5"), ({"input_size": (1, 2, 3)}, "input_size")],
+)
+def test_model_config_rejects_bad_values_and_names_them(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        ModelConfig("resnet10t", **kwargs)
+
+
+def test_model_config_from_dict_names_unknown_keys():
+    with pytest.raises(ValueError, match="colour"):
+        ModelConfig.from_dict({"arch": "resnet10t", "colour": 1})
+
+
+@pytest.mark.parametrize("cfg", [ModelConfig("resnet10t", n_out=4), ModelConfig("resnet18", source="torchvision", n_out=4)])
+def test_build_model_is_body_plus_head_sized_to_n_out(cfg):
+    model = build_model(cfg).eval()
+    assert isinstance(model, nn.Sequential) and len(model) == 2
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 4)
+
+
+def test_body_from_nn_module_reports_features():
+    body = nn.Sequential(nn.Conv2d(3, 7, 3), nn.ReLU())
+    got, nf, stats = create_body(body)
+    assert got is body and nf == 7 and len(stats["mean"]) == 3
+
+
+def test_unknown_timm_name_is_named_in_error():
+    with pytest.raises(ValueError, match="resnet_nope"):
+        create_body("resnet_nope", pretrained=False)
+
+
+def test_pretrained_offline_error_says_how_to_supply_weights():
+    # conftest sets HF_HUB_OFFLINE=1 and nothing is cached here
+    with pytest.raises(PretrainedWeightsError, match="weights=.*pretrained=False"):
+        create_body("resnet10t", pretrained=True)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pth"])
+def test_local_weights_file_loads_into_body_ignoring_old_classifier(tmp_path, fmt):
+    src = timm.create_model("resnet10t", pretrained=False, num_classes=10)  # a full classifier checkpoint
+    sd = src.state_dict()
+    f = tmp_path / f"w.{fmt}"
+    if fmt == "safetensors":
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(f))
+    else:
+        torch.save({"state_dict": sd}, f)
+    body, _, _ = create_body("resnet10t", pretrained=True, weights=f)
+    assert torch.equal(body.model.conv1[0].weight, sd["conv1.0.weight"])
+    assert torch.equal(body.model.layer4[0].bn2.running_mean, sd["layer4.0.bn2.running_mean"])
+
+
+def test_weights_from_another_arch_are_refused_with_the_file_named(tmp_path):
+    f = tmp_path / "other.safetensors"
+    save_file(timm.create_model("resnet14t", pretrained=False).state_dict(), str(f))
+    with pytest.raises(PretrainedWeightsError, match="other.safetensors"):
+        create_body("resnet10t", weights=f)
+
+
+def test_pickled_objects_are_never_unpickled(tmp_path):
+    f = tmp_path / "evil.pth"
+    torch.save({"model": argparse.Namespace(payload="code")}, f)  # any non-tensor object needs pickle
+    with pytest.raises(PretrainedWeightsError, match="weights_only"):
+        create_body("resnet10t", weights=f)
+
+
+def test_torchvision_builder_loads_local_pth(tmp_path):
+    src = torchvision.models.resnet18(weights=None)
+    f = tmp_path / "r18.pth"
+    torch.save(src.state_dict(), f)
+    body, nf, _ = create_body(torchvision.models.resnet18, weights=f)
+    assert nf == 512 and torch.equal(body[0].weight, src.conv1.weight)
+
+
+def test_head_matches_fastai_layout():
+    head = create_head(64, 3, ps=0.5)
+    kinds = [type(m).__name__ for m in head]
+    assert kinds == ["AdaptiveConcatPool2d", "Flatten", "BatchNorm1d", "Dropout", "Linear", "ReLU",
+                     "BatchNorm1d", "Dropout", "Linear"]
+    assert head[2].num_features == 128  # concat pooling doubles the features
+    assert head[3].p == 0.25 and head[7].p == 0.5  # ps/2 for hidden layers, ps for the last
+    assert head[-1].out_features == 3 and head[-1].bias is None  # no bias right after a BatchNorm
+    assert create_head(64, 3, concat_pool=False, lin_ftrs=[])(torch.rand(2, 64, 2, 2)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("cfg", [ModelConfig("resnet10t", n_out=3), ModelConfig("resnet18", source="torchvision", n_out=3)])
+def test_default_splitter_gives_early_body_late_body_head(cfg):
+    model = build_model(cfg)
+    groups = check_groups(model, default_splitter(model))
+    assert len(groups) == 3
+    assert {id(p) for p in groups[-1]} == {id(p) for p in model[1].parameters()}
+    assert {id(p) for g in groups for p in g} == {id(p) for p in model.parameters()}
+    first_conv = next(model[0].parameters())
+    assert any(p is first_conv for p in groups[0])
+
+
+def test_layerwise_splitter_has_one_group_per_stage():
+    model = build_model(ModelConfig("resnet10t", n_out=3))
+    assert len(check_groups(model, layerwise_splitter(model))) == 6  # stem, 4 stages, head
+
+
+def test_check_groups_names_left_out_parameters():
+    model = build_model(ModelConfig("resnet10t", n_out=3))
+    with pytest.raises(ValueError, match="left out"):
+        check_groups(model, [list(model[1].parameters())])
