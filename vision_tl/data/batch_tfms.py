@@ -169,7 +169,7 @@ class Lighting(BatchTransform):
         contrast = torch.where(_coin(n, self.p_lighting, generator), contrast, torch.ones(n))
         shift = torch.logit(bright).to(x.device, x.dtype).view(n, 1, 1, 1)
         scale = contrast.to(x.device, x.dtype).view(n, 1, 1, 1)
-        return torch.sigmoid(torch.logit(x.clamp(1e-5, 1 - 1e-5)) * scale + shift)
+        return torch.logit(x, eps=1e-5).mul_(scale).add_(shift).sigmoid_()  # in place on logit's new tensor
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": "Lighting", "max_lighting": self.max_lighting, "p_lighting": self.p_lighting}

@@ -188,10 +188,9 @@ def item_tfm_from_dict(d: dict[str, Any]) -> ItemTransform:
     if not isinstance(d, dict) or d.get("name") not in _REGISTRY:
         raise ValueError(f"unknown item transform {d!r}; known names: {sorted(_REGISTRY)}")
     kwargs = {k: v for k, v in d.items() if k != "name"}
-    if "size" in kwargs:
-        kwargs["size"] = tuple(kwargs["size"])
-    if "ratio" in kwargs:
-        kwargs["ratio"] = tuple(kwargs["ratio"])
+    for key in ("size", "ratio"):  # JSON turns tuples into lists
+        if isinstance(kwargs.get(key), list):
+            kwargs[key] = tuple(kwargs[key])
     try:
         return _REGISTRY[d["name"]](**kwargs)
     except TypeError as e:
