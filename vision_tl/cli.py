@@ -1,0 +1,406 @@
+"""The ``vision-tl`` command: train, predict, evaluate, lr-find, export-onnx, info and the demo.
+
+Exit codes: 0 ok, 2 usage error (argparse), 1 runtime failure with a one-line cause on stderr
+(a bad path, an unreadable image, a corrupt model file); ``--debug`` shows the traceback instead.
+Nothing heavy is imported until a subcommand runs, so ``vision-tl --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+PROG = "vision-tl"
+_GLOB_CHARS = set("*?[")
+
+
+class CLIError(Exception):
+    """A failure to report in one line with exit code 1."""
+
+
+# ---------------------------------------------------------------- argument parsing
+def _label_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--label-from", nargs="+", default=["folder"], metavar="HOW",
+        help="how to label images: 'folder' (parent folder name, the default), "
+        "'name-re PATTERN' (first group of a regex on the file name, e.g. '^(.+)_\\d+\\.jpg$'), "
+        "'csv FILE' (columns: file name, label; FILE relative to DATA)",
+    )
+
+
+def _train_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", type=Path, metavar="DATA", help="folder of images")
+    _label_args(p)
+    p.add_argument("--arch", default="resnet34", help="timm model name (default: %(default)s)")
+    p.add_argument("--size", type=int, default=224, help="image size in pixels (default: %(default)s)")
+    p.add_argument("--bs", type=int, default=64, help="batch size (default: %(default)s)")
+    p.add_argument("--valid-pct", type=float, default=0.2,
+                   help="fraction held out for validation when DATA has no train/ and valid/ folders (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=42, help="seed for the split and the augmentations (default: %(default)s)")
+    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
+                   help="start from ImageNet weights (downloaded once, or --weights FILE) (default: on)")
+    p.add_argument("--weights", type=Path, help="local pretrained weights file (.safetensors or .pth) for the body")
+    p.add_argument("--num-workers", type=int, default=None, help="DataLoader worker processes (default: automatic)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``vision-tl`` (imports nothing heavy)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Transfer learning for image classification, fastai-style: train a classifier on a "
+        "folder of images, save it as one .vtl file, predict with it anywhere.",
+        epilog="examples:\n"
+        "  vision-tl train pets/images --label-from name-re '^(.+)_\\d+\\.jpg$' --epochs 3 --out pets.vtl\n"
+        "  vision-tl predict pets.vtl photo.jpg more_photos/ '*.png' --top-k 3\n"
+        "  vision-tl evaluate pets.vtl holdout/ --confusion-matrix cm.png\n"
+        "  vision-tl demo --out demo_out\n\n"
+        "exit codes: 0 ok, 1 failure (one-line cause on stderr), 2 usage error",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on failure")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="fine-tune a pretrained model on a folder of images, export a .vtl file",
+                       description="Fine-tune a pretrained model (fastai's fine_tune) and export it as one .vtl file.")
+    _train_data_args(p)
+    p.add_argument("--epochs", type=int, default=3, help="epochs after the frozen epoch (default: %(default)s)")
+    p.add_argument("--freeze-epochs", type=int, default=1, help="epochs with the body frozen (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=2e-3, help="base learning rate (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("model.vtl"), help="the exported model (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+    p = sub.add_parser("predict", help="predict the class of images with a .vtl model",
+                       description="Predict images (files, folders, glob patterns) with an exported model.")
+    p.add_argument("model", type=Path, help="an exported .vtl file")
+    p.add_argument("images", nargs="+", help="image files, folders (searched recursively) or glob patterns")
+    p.add_argument("--top-k", type=int, default=1, help="show the K most likely classes (default: %(default)s)")
+    p.add_argument("--csv", type=Path, help="also write the predictions to this CSV file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--bs", type=int, default=64, help="batch size (default: %(default)s)")
+    p.add_argument("--num-workers", type=int, default=None, help="decoding worker processes (default: automatic)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--overwrite", action="store_true", help="replace --csv if it exists")
+
+    p = sub.add_parser("evaluate", help="accuracy, error rate and confusion matrix on labelled images",
+                       description="Evaluate an exported model on a labelled folder of images.")
+    p.add_argument("model", type=Path, help="an exported .vtl file")
+    p.add_argument("data", type=Path, metavar="DATA", help="folder of labelled images")
+    _label_args(p)
+    p.add_argument("--confusion-matrix", type=Path, metavar="PNG", help="write the confusion matrix plot here")
+    p.add_argument("--bs", type=int, default=64, help="batch size (default: %(default)s)")
+    p.add_argument("--num-workers", type=int, default=None, help="decoding worker processes (default: automatic)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace the PNG if it exists")
+
+    p = sub.add_parser("lr-find", help="find a good learning rate (prints the suggestion, writes the plot)",
+                       description="Run the learning-rate finder on DATA; print the suggestion and plot loss vs lr.")
+    _train_data_args(p)
+    p.add_argument("--plot", type=Path, default=Path("lr_find.png"), help="the plot (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace --plot if it exists")
+
+    p = sub.add_parser("export-onnx", help="convert a .vtl model to ONNX (normalization inside the graph)",
+                       description="Convert an exported model to ONNX. The graph takes RGB images as NCHW "
+                       "uint8 (0-255), or float32 in [0, 1] with --input-dtype float32, and outputs probabilities.")
+    p.add_argument("model", type=Path, help="an exported .vtl file")
+    p.add_argument("out", type=Path, help="the .onnx file to write")
+    p.add_argument("--input-dtype", choices=["uint8", "float32"], default="uint8", help="(default: %(default)s)")
+    p.add_argument("--no-check", action="store_true", help="skip comparing onnxruntime's outputs with torch's")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+    p = sub.add_parser("info", help="show what a .vtl file holds (architecture, classes, transforms, versions)")
+    p.add_argument("model", type=Path, help="an exported .vtl file")
+
+    p = sub.add_parser("demo", help="fastai lesson 1 end to end (offline synthetic pets, or --real)",
+                       description="Train cats-vs-dogs end to end, export, reload, predict, and write plots.")
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: %(default)s)")
+    p.add_argument("--real", action="store_true", help="download the real Oxford-IIIT Pet set and ImageNet weights")
+    p.add_argument("--arch", default=None, help="model (default: resnet18 offline, resnet34 with --real)")
+    p.add_argument("--epochs", type=int, default=1, help="(default: %(default)s)")
+    p.add_argument("--size", type=int, default=None, help="image size (default: 64 offline, 224 with --real)")
+    p.add_argument("--n-images", type=int, default=400, help="synthetic images (default: %(default)s)")
+    p.add_argument("--bs", type=int, default=32, help="(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=42, help="(default: %(default)s)")
+    return parser
+
+
+# ---------------------------------------------------------------- helpers
+def _check_new(path: Path | None, overwrite: bool, flag: str) -> None:
+    """Refuse to replace a user's file unless ``--overwrite`` was given (checked before any work)."""
+    if path is not None and path.exists() and not overwrite:
+        raise CLIError(f"{flag} {str(path)!r} already exists (pass --overwrite to replace it)")
+
+
+def _positive(value: Any, flag: str) -> None:
+    if value is not None and value < 1:
+        raise CLIError(f"{flag} must be >= 1, got {value}")
+
+
+def parse_label_from(spec: Sequence[str]) -> tuple[str, str | None]:
+    """``['folder']`` / ``['name-re', PATTERN]`` / ``['csv', FILE]`` -> ``(kind, arg)``."""
+    kind, args = spec[0], list(spec[1:])
+    needs = {"folder": 0, "name-re": 1, "csv": 1}
+    if kind not in needs:
+        raise CLIError(f"--label-from must be folder, name-re PATTERN or csv FILE, got {kind!r}")
+    if len(args) != needs[kind]:
+        raise CLIError(f"--label-from {kind} takes {needs[kind]} argument(s), got {args!r}")
+    return kind, (args[0] if args else None)
+
+
+def expand_images(specs: Sequence[str]) -> list[Path]:
+    """Files, folders (recursively, image files only) and glob patterns -> a list of files, in order."""
+    import glob
+
+    from .data.sources import get_image_files
+
+    out: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            found = get_image_files(path)
+            if not found:
+                raise CLIError(f"no image files in folder {spec!r}")
+            out.extend(found)
+        elif path.is_file():
+            out.append(path)
+        elif _GLOB_CHARS & set(spec):
+            found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+            if not found:
+                raise CLIError(f"no files match {spec!r}")
+            out.extend(found)
+        else:
+            raise CLIError(f"no such file or folder: {spec!r}")
+    return out
+
+
+def labelled_files(data: Path, label_from: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """The image files under ``data`` and their labels, by ``--label-from``."""
+    from .data.sources import RegexLabeller, get_image_files, label_items, parent_label
+
+    kind, arg = parse_label_from(label_from)
+    if not data.is_dir():
+        raise CLIError(f"DATA must be a folder of images, got {str(data)!r}")
+    if kind == "csv":
+        import pandas as pd
+
+        csv = data / arg
+        if not csv.is_file():
+            raise CLIError(f"no CSV file {str(csv)!r}")
+        df = pd.read_csv(csv)
+        if df.shape[1] < 2:
+            raise CLIError(f"CSV {str(csv)!r} needs two columns (file name, label), got {list(df.columns)!r}")
+        files = [data / str(f) for f in df.iloc[:, 0]]
+        missing = [f for f in files if not f.is_file()]
+        if missing:
+            raise CLIError(f"CSV {str(csv)!r} names {len(missing)} missing file(s), e.g. {str(missing[0])!r}")
+        return files, [str(v) for v in df.iloc[:, 1]]
+    files = get_image_files(data)
+    if not files:
+        raise CLIError(f"no image files in {str(data)!r}")
+    func = parent_label if kind == "folder" else RegexLabeller(arg)
+    return files, label_items(files, func)
+
+
+def _dataloaders(args: argparse.Namespace) -> Any:
+    """DataLoaders for ``train`` and ``lr-find`` from DATA and ``--label-from``."""
+    from .data.batch_tfms import aug_transforms
+    from .data.item_tfms import Resize
+    from .data.loaders import ImageDataLoaders
+
+    kind, arg = parse_label_from(args.label_from)
+    if not args.data.is_dir():
+        raise CLIError(f"DATA must be a folder of images, got {str(args.data)!r}")
+    common = dict(item_tfms=Resize(args.size), batch_tfms=aug_transforms(), bs=args.bs, seed=args.seed,
+                  num_workers=args.num_workers, device=args.device)
+    if kind == "folder":
+        split_by_folder = (args.data / "train").is_dir() and (args.data / "valid").is_dir()
+        return ImageDataLoaders.from_folder(args.data, valid_pct=None if split_by_folder else args.valid_pct, **common)
+    if kind == "name-re":
+        from .data.sources import get_image_files
+
+        return ImageDataLoaders.from_name_re(args.data, get_image_files(args.data), arg, valid_pct=args.valid_pct,
+                                             **common)
+    return ImageDataLoaders.from_csv(args.data, arg, valid_pct=args.valid_pct, **common)
+
+
+def _learner(args: argparse.Namespace) -> Any:
+    from .train.learner import vision_learner
+    from .train.metrics import accuracy, error_rate
+
+    for flag in ("size", "bs"):
+        _positive(getattr(args, flag), f"--{flag.replace('_', '-')}")
+    if args.weights is not None and not args.weights.is_file():
+        raise CLIError(f"--weights file not found: {str(args.weights)!r}")
+    dls = _dataloaders(args)
+    return vision_learner(dls, args.arch, metrics=[accuracy, error_rate], pretrained=args.pretrained,
+                          weights=args.weights)
+
+
+# ---------------------------------------------------------------- subcommands
+def cmd_train(args: argparse.Namespace) -> int:
+    _positive(args.epochs, "--epochs")
+    _check_new(args.out, args.overwrite, "--out")
+    learn = _learner(args)
+    learn.fine_tune(args.epochs, base_lr=args.lr, freeze_epochs=args.freeze_epochs)
+    loss, acc, err = (float(v) for v in learn.validate()[:3])
+    path = learn.export(args.out.resolve())
+    print(f"valid loss {loss:.4f}  accuracy {acc:.4f}  error rate {err:.4f}")
+    print(f"saved {path}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .inference.export import load_learner
+
+    _positive(args.top_k, "--top-k")
+    _positive(args.bs, "--bs")
+    _check_new(args.csv, args.overwrite, "--csv")
+    files = expand_images(args.images)
+    pred = load_learner(args.model, device=args.device)
+    if args.top_k > pred.c:
+        raise CLIError(f"--top-k must be at most {pred.c} (the number of classes), got {args.top_k}")
+    probs = pred.predict_batch(files, bs=args.bs, num_workers=args.num_workers, progress=sys.stderr.isatty())
+    values, idxs = probs.topk(args.top_k, dim=1)
+    rows = [
+        {"file": str(f), "label": pred.vocab[i[0]], "prob": round(v[0], 6),
+         "top_k": [{"label": pred.vocab[j], "prob": round(p, 6)} for p, j in zip(v, i)]}
+        for f, v, i in zip(files, values.tolist(), idxs.tolist())
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print("\t".join([r["file"], *(f"{t['label']}\t{t['prob']:.4f}" for t in r["top_k"])]))
+    if args.csv is not None:
+        _write_predictions_csv(args.csv, rows)
+    return 0
+
+
+def _write_predictions_csv(path: Path, rows: list[dict]) -> None:
+    import csv
+
+    k = len(rows[0]["top_k"]) if rows else 1
+    header = ["file", "label", "prob"] + [f"{c}_{n}" for n in range(2, k + 1) for c in ("label", "prob")]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for r in rows:
+            w.writerow([r["file"], *(x for t in r["top_k"] for x in (t["label"], t["prob"]))])
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .inference.export import load_learner
+    from .inference.interpret import ClassificationInterpretation
+
+    _positive(args.bs, "--bs")
+    _check_new(args.confusion_matrix, args.overwrite, "--confusion-matrix")
+    files, labels = labelled_files(args.data, args.label_from)
+    pred = load_learner(args.model, device=args.device)
+    unknown = sorted(set(labels) - set(pred.vocab))
+    if unknown:
+        raise CLIError(f"labels {unknown[:5]!r} in {str(args.data)!r} are not classes of the model {pred.vocab!r}")
+    targets = torch.tensor([pred.vocab.index(lab) for lab in labels])
+    probs = pred.predict_batch(files, bs=args.bs, num_workers=args.num_workers, progress=sys.stderr.isatty())
+    interp = ClassificationInterpretation(pred.vocab, probs, targets, items=files)
+    acc = float((probs.argmax(1) == targets).float().mean())
+    result = {"n_images": len(files), "accuracy": acc, "error_rate": 1 - acc,
+              "confusion_matrix": interp.confusion_matrix().tolist(), "vocab": pred.vocab}
+    if args.confusion_matrix is not None:
+        args.confusion_matrix.parent.mkdir(parents=True, exist_ok=True)
+        interp.plot_confusion_matrix().savefig(args.confusion_matrix, dpi=100, bbox_inches="tight")
+        result["confusion_matrix_png"] = str(args.confusion_matrix)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{len(files)} images  accuracy {acc:.4f}  error rate {1 - acc:.4f}")
+        interp.print_classification_report()
+        if args.confusion_matrix is not None:
+            print(f"confusion matrix: {args.confusion_matrix}")
+    return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    _check_new(args.plot, args.overwrite, "--plot")
+    learn = _learner(args)
+    suggestion = learn.lr_find(show_plot=False)
+    lrs = suggestion._asdict() if hasattr(suggestion, "_asdict") else {"lr": suggestion}
+    print("  ".join(f"{name} {float(v):.2e}" for name, v in lrs.items()))
+    args.plot.parent.mkdir(parents=True, exist_ok=True)
+    learn.recorder.plot_lr_find().savefig(args.plot, dpi=100, bbox_inches="tight")
+    print(f"plot: {args.plot}")
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .inference.export import load_learner
+    from .inference.onnx import check_onnx, export_onnx
+
+    _check_new(args.out, args.overwrite, "OUT")
+    pred = load_learner(args.model, device="cpu")
+    path = export_onnx(pred, args.out, input_dtype=args.input_dtype)
+    print(f"saved {path} (input: N x 3 x H x W RGB {args.input_dtype}; output: probabilities)")
+    if not args.no_check:
+        print(f"onnxruntime vs torch: max abs difference {check_onnx(path, pred):.2e}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    from .inference.export import read_manifest
+
+    print(json.dumps(read_manifest(args.model), indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import json
+
+    try:
+        from .demo import run_demo
+    except ImportError as e:
+        raise CLIError(f"the demo is not available in this installation ({e})") from None
+    result = run_demo(out=args.out, real=args.real, arch=args.arch, epochs=args.epochs, size=args.size,
+                      n_images=args.n_images, bs=args.bs, seed=args.seed)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "lr-find": cmd_lr_find,
+            "export-onnx": cmd_export_onnx, "info": cmd_info, "demo": cmd_demo}
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    known = (CLIError, ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError)
+    return msg if isinstance(e, known) else f"{type(e).__name__}: {msg}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vision-tl`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI's contract: one line, exit code 1
+        if args.debug:
+            raise
+        print(f"{PROG} {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

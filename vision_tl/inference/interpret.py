@@ -1,0 +1,193 @@
+"""Interpret a classifier's mistakes: confusion matrix, most confused pairs, top losses, a report.
+
+``ClassificationInterpretation`` works from plain predictions (probabilities, targets, the vocab and
+optionally the images), so it serves an in-memory learner (``from_learner``) and the CLI's
+``evaluate`` on a loaded model alike. Plots return a matplotlib ``Figure`` and never call ``show``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+class ClassificationInterpretation:
+    """Predictions of a classifier over a labelled set, and views of where it goes wrong.
+
+    Args:
+        vocab: class names.
+        probs: ``(n, c)`` probabilities.
+        targets: ``(n,)`` true class indices.
+        losses: ``(n,)`` per-item losses (default: cross-entropy of ``probs``).
+        items: the inputs (paths or anything ``Predictor`` accepts), to show top losses.
+        dataset: alternatively, a dataset whose ``ds[i][0]`` is the (valid-transformed) uint8 HWC image.
+    """
+
+    def __init__(
+        self,
+        vocab: Sequence[str],
+        probs: torch.Tensor,
+        targets: torch.Tensor,
+        losses: torch.Tensor | None = None,
+        items: Sequence[Any] | None = None,
+        dataset: Any = None,
+    ) -> None:
+        self.vocab = [str(v) for v in vocab]
+        self.probs = torch.as_tensor(probs).detach().float().cpu()
+        self.targets = torch.as_tensor(targets).detach().long().cpu()
+        if self.probs.ndim != 2 or self.probs.shape[1] != len(self.vocab):
+            raise ValueError(f"probs must be (n, {len(self.vocab)}) for a vocab of {len(self.vocab)}, "
+                             f"got {tuple(self.probs.shape)}")
+        if self.targets.shape != (len(self.probs),):
+            raise ValueError(f"targets must be ({len(self.probs)},), got {tuple(self.targets.shape)}")
+        if losses is None:
+            losses = F.nll_loss(self.probs.clamp_min(1e-12).log(), self.targets, reduction="none")
+        self.losses = torch.as_tensor(losses).detach().float().cpu()
+        self.items, self.dataset = items, dataset
+        self.preds = self.probs.argmax(1)
+
+    @classmethod
+    def from_learner(cls, learn: Any, ds_idx: int = 1, dl: Any = None) -> ClassificationInterpretation:
+        """Predict the validation set (or ``dl``) with ``learn`` and keep per-item losses."""
+        probs, targets, losses = learn.get_preds(ds_idx=ds_idx, dl=dl, with_loss=True)
+        if dl is None:
+            dl = learn.dls.valid if ds_idx == 1 else learn.dls.train
+        ds = dl.dataset
+        return cls(learn.dls.vocab, probs, targets, losses, items=getattr(ds, "items", None), dataset=ds)
+
+    def confusion_matrix(self) -> np.ndarray:
+        """``(c, c)`` counts: row = actual class, column = predicted class."""
+        c = len(self.vocab)
+        flat = self.targets * c + self.preds
+        return torch.bincount(flat, minlength=c * c).view(c, c).numpy()
+
+    def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
+        """``(actual, predicted, count)`` for off-diagonal cells with ``count >= min_val``, largest first."""
+        cm = self.confusion_matrix()
+        pairs = [(self.vocab[i], self.vocab[j], int(cm[i, j]))
+                 for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j] >= min_val]
+        return sorted(pairs, key=lambda p: -p[2])
+
+    def top_losses(self, k: int | None = None, largest: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(losses, indices)`` of the ``k`` items with the largest (or smallest) loss."""
+        k = len(self.losses) if k is None else min(k, len(self.losses))
+        return self.losses.topk(k, largest=largest)
+
+    def classification_report(self) -> list[dict[str, Any]]:
+        """Per-class precision, recall, F1 and support (the rows of ``print_classification_report``)."""
+        cm = self.confusion_matrix().astype(float)
+        tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
+        rows = []
+        for i, name in enumerate(self.vocab):
+            p = tp[i] / predicted[i] if predicted[i] else 0.0
+            r = tp[i] / support[i] if support[i] else 0.0
+            f1 = 2 * p * r / (p + r) if p + r else 0.0
+            rows.append({"class": name, "precision": p, "recall": r, "f1": f1, "support": int(support[i])})
+        return rows
+
+    def print_classification_report(self) -> str:
+        """Print (and return) per-class precision/recall/F1, accuracy, and macro averages."""
+        rows = self.classification_report()
+        width = max(12, *(len(r["class"]) for r in rows))
+        lines = [f"{'':>{width}}  precision  recall  f1-score  support"]
+        for r in rows:
+            lines.append(f"{r['class']:>{width}}  {r['precision']:9.3f}  {r['recall']:6.3f}  {r['f1']:8.3f}"
+                         f"  {r['support']:7d}")
+        n = len(self.targets)
+        acc = float((self.preds == self.targets).float().mean()) if n else 0.0
+        macro = {k: float(np.mean([r[k] for r in rows])) for k in ("precision", "recall", "f1")}
+        lines.append(f"{'accuracy':>{width}}  {'':9}  {'':6}  {acc:8.3f}  {n:7d}")
+        lines.append(f"{'macro avg':>{width}}  {macro['precision']:9.3f}  {macro['recall']:6.3f}"
+                     f"  {macro['f1']:8.3f}  {n:7d}")
+        text = "\n".join(lines)
+        print(text)
+        return text
+
+    def plot_confusion_matrix(self, normalize: bool = False, cmap: str = "Blues", figsize: tuple | None = None) -> Any:
+        """A matplotlib ``Figure`` of the confusion matrix (rows actual, columns predicted)."""
+        import matplotlib.pyplot as plt
+
+        cm = self.confusion_matrix().astype(float)
+        if normalize:
+            cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        c = len(self.vocab)
+        side = figsize or (max(4.0, 0.5 * c + 2), max(4.0, 0.5 * c + 2))
+        fig, ax = plt.subplots(figsize=side)
+        ax.imshow(cm, interpolation="nearest", cmap=cmap)
+        ax.set(xticks=range(c), yticks=range(c), xlabel="Predicted", ylabel="Actual", title="Confusion matrix")
+        ax.set_xticklabels(self.vocab, rotation=90)
+        ax.set_yticklabels(self.vocab)
+        if c <= 30:
+            thresh = cm.max() / 2 if cm.size else 0
+            for i in range(c):
+                for j in range(c):
+                    ax.text(j, i, f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}", ha="center", va="center",
+                            color="white" if cm[i, j] > thresh else "black", fontsize=8)
+        fig.tight_layout()
+        return fig
+
+    def _image(self, i: int) -> np.ndarray:
+        if self.dataset is not None:
+            return np.asarray(self.dataset[i][0])
+        if self.items is None:
+            raise ValueError("no images to show: pass items= or dataset= (from_learner does)")
+        from .predict import to_rgb_array
+
+        return to_rgb_array(self.items[i])
+
+    def plot_top_losses(self, k: int = 9, largest: bool = True, ncols: int | None = None) -> Any:
+        """The ``k`` worst-predicted images titled ``predicted / actual / loss / probability of actual``."""
+        losses, idxs = self.top_losses(k, largest)
+        return _grid(
+            [self._image(int(i)) for i in idxs],
+            [f"{self.vocab[int(self.preds[i])]}/{self.vocab[int(self.targets[i])]}\n"
+             f"{float(loss):.2f} / {float(self.probs[i, self.targets[i]]):.2f}" for loss, i in zip(losses, idxs)],
+            ncols, suptitle="predicted/actual  loss/probability",
+        )
+
+
+def _grid(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int | None = None,
+          colors: Sequence[str] | None = None, suptitle: str | None = None) -> Any:
+    """A figure of images in a grid with one title each."""
+    import matplotlib.pyplot as plt
+
+    n = max(1, len(images))
+    ncols = ncols or min(n, 3)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3.2 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for k, (ax, img, title) in enumerate(zip(axes.flat, images, titles)):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=9, color=colors[k] if colors else "black")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, ncols: int | None = None) -> Any:
+    """``learn.show_results``: validation images titled ``actual / predicted`` (green right, red wrong)."""
+    if dl is None:
+        dl = learn.dls.valid if ds_idx == 1 else learn.dls.train
+    ds = dl.dataset
+    n = min(max_n, len(ds))
+    if n == 0:
+        raise ValueError("show_results: the dataset is empty")
+    from .predict import Predictor
+
+    pred = Predictor.from_learner(learn)
+    images = [np.asarray(ds[i][0]) for i in range(n)]
+    with torch.inference_mode():
+        probs = pred.forward_uint8(torch.stack([torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)
+                                                for im in images]))
+    vocab = learn.dls.vocab
+    actual = [int(ds.labels[i]) if getattr(ds, "labels", None) is not None else -1 for i in range(n)]
+    predicted = probs.argmax(1).tolist()
+    titles = [f"{vocab[a] if a >= 0 else '?'}\n{vocab[p]}" for a, p in zip(actual, predicted)]
+    colors = ["green" if a == p else "red" for a, p in zip(actual, predicted)]
+    return _grid(images, titles, ncols, colors=colors, suptitle="actual / predicted")

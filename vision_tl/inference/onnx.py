@@ -1,0 +1,136 @@
+"""Export a classifier to ONNX with its preprocessing inside the graph, and check it with onnxruntime.
+
+The graph's input ``image`` is a batch of RGB images, NCHW, already resized to the model's input
+size (the ``input_size`` metadata entry): ``uint8`` in 0-255 (the default) or ``float32`` in [0, 1]
+(``input_dtype="float32"``). Scaling, the valid-time batch transforms and normalization happen
+inside the graph; the output ``probs`` is ``(N, n_classes)`` softmax probabilities. The class names,
+input size and dtype are stored in the model's ``metadata_props`` (``vocab`` is a JSON list).
+Needs the ``onnx`` extra (onnx, onnxscript; onnxruntime for the check).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .predict import Predictor
+
+_DTYPES = ("uint8", "float32")
+
+
+class PreprocessedClassifier(nn.Module):
+    """``model`` behind scaling to [0, 1], the valid-time batch transforms and normalization, then softmax."""
+
+    def __init__(self, predictor: Predictor, input_dtype: str = "uint8") -> None:
+        super().__init__()
+        self.model, self.batch_tfms = predictor.model, list(predictor.batch_tfms)
+        self.scale = 255.0 if input_dtype == "uint8" else 1.0
+        mean, std = predictor.normalize if predictor.normalize is not None else ((0.0,) * 3, (1.0,) * 3)
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.float() / self.scale
+        for t in self.batch_tfms:
+            x = t(x, False)
+        return torch.softmax(self.model((x - self.mean) / self.std), dim=1)
+
+
+def _input_size(predictor: Predictor) -> tuple[int, int]:
+    if predictor.item_tfms:
+        return tuple(predictor.item_tfms[-1].size)
+    size = getattr(predictor.model_config, "input_size", None)
+    if size is None:
+        raise ValueError("export_onnx needs an input size: the predictor has no item transforms and no input_size")
+    return tuple(size)
+
+
+def export_onnx(learn_or_predictor: Any, fname: str | Path, input_dtype: str = "uint8", opset: int | None = None) -> Path:
+    """Write ``learn_or_predictor`` (a ``Learner`` or ``Predictor``) to one ``.onnx`` file.
+
+    The batch dimension is dynamic; height and width are the model's input size. The file is
+    written under a temporary name and moved into place, so a failure leaves no partial file.
+    """
+    try:
+        import onnx  # noqa: F401 - needed by torch's exporter and for the metadata below
+        import onnxscript  # noqa: F401
+    except ImportError as e:
+        raise ImportError(f"export_onnx needs the onnx extra: pip install 'vision_tl[onnx]' ({e})") from None
+    if input_dtype not in _DTYPES:
+        raise ValueError(f"input_dtype must be one of {_DTYPES}, got {input_dtype!r}")
+    pred = learn_or_predictor if isinstance(learn_or_predictor, Predictor) else Predictor.from_learner(learn_or_predictor)
+    path = Path(fname)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = _input_size(pred)
+    device = pred.device
+    wrapped = PreprocessedClassifier(pred, input_dtype).cpu().eval()
+    example = torch.zeros(2, 3, h, w, dtype=getattr(torch, input_dtype))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    was_training = pred.model.training
+    try:
+        pred.model.cpu().eval()
+        program = torch.onnx.export(
+            wrapped, (example,), input_names=["image"], output_names=["probs"], opset_version=opset, verbose=False,
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), external_data=False, dynamo=True,
+        )
+        _add_metadata(program.model_proto, pred, (h, w), input_dtype)
+        program.save(tmp, external_data=False)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        pred.model.to(device).train(was_training)
+    return path
+
+
+def _add_metadata(proto: Any, pred: Predictor, size: tuple[int, int], input_dtype: str) -> None:
+    from .. import __version__
+
+    meta = {
+        "vocab": json.dumps(pred.vocab),
+        "input_size": json.dumps(list(size)),
+        "input_dtype": input_dtype,
+        "input_layout": "NCHW RGB",
+        "item_tfms": json.dumps([t.to_dict() for t in pred.item_tfms]),
+        "vision_tl_version": __version__,
+    }
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+def onnx_session(fname: str | Path) -> Any:
+    """An onnxruntime CPU ``InferenceSession`` for ``fname``."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise ImportError(f"checking an ONNX model needs onnxruntime: pip install 'vision_tl[onnx]' ({e})") from None
+    return ort.InferenceSession(str(fname), providers=["CPUExecutionProvider"])
+
+
+def check_onnx(fname: str | Path, predictor: Predictor, images: Any = None, atol: float = 1e-4) -> float:
+    """Max absolute difference between onnxruntime's and torch's probabilities on the same inputs.
+
+    ``images`` is a uint8 NCHW batch at the input size (default: 4 seeded random images). Raises
+    ``ValueError`` when the difference exceeds ``atol``.
+    """
+    sess = onnx_session(fname)
+    inp = sess.get_inputs()[0]
+    h, w = _input_size(predictor)
+    if images is None:
+        images = torch.randint(0, 256, (4, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images = torch.as_tensor(images)
+    feed = images.numpy() if inp.type == "tensor(uint8)" else (images.float() / 255).numpy()
+    ort_probs = torch.from_numpy(sess.run(None, {inp.name: feed})[0])
+    torch_probs = predictor.forward_uint8(images)
+    diff = float((ort_probs - torch_probs).abs().max())
+    if diff > atol:
+        raise ValueError(f"ONNX model {str(fname)!r} disagrees with torch: max abs difference {diff:.2e} > {atol:.0e}")
+    return diff
