@@ -184,3 +184,69 @@ def test_helpers_across_two_gloo_processes(tmp_path):
         assert rep["file_visible_after_barrier"] and rep["first"] == "0"
     assert reports[0]["rank0_only"] == "done" and reports[1]["rank0_only"] is None
     assert not (out / "written_by_1.txt").exists()
+
+
+# ---------------------------------------------------------------- fine_tune on 2 ranks vs one process
+
+FINE_TUNE_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, sys
+    from pathlib import Path
+    import torch
+    from vision_tl import CSVLogger, ImageDataLoaders, Resize, SaveModelCallback, accuracy, vision_learner
+    from vision_tl.train import distributed as D
+
+    data, out, reports = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    torch.manual_seed(0)
+    rank = D.DistEnv.from_env().rank
+    dls = ImageDataLoaders.from_folder(data, valid_pct=0.25, seed=7, item_tfms=Resize(32), bs=4,
+                                       num_workers=0, device="cpu")
+    # each rank gets its own output folder, as on machines that share no disk: rank 1's must stay empty
+    learn = vision_learner(dls, "resnet10t", pretrained=False, metrics=accuracy, path=out / f"rank{rank}",
+                           cbs=[CSVLogger(), SaveModelCallback(at_end=True)], device="cpu")
+    with learn.distrib_ctx():
+        assert D.get_world_size() == 2
+        n_train_batches = len(dls.train)
+        learn.fine_tune(1)
+        val = learn.validate()
+        learn.save("final")
+    learn.export("export.vtl")
+    sd = learn.model.state_dict()
+    digest = hashlib.sha256(b"".join(sd[k].detach().cpu().numpy().tobytes() for k in sorted(sd))).hexdigest()
+    report = {"val": val, "digest": digest, "n_train_batches": n_train_batches,
+              "n_train_batches_after": len(dls.train), "wrapped": type(learn.model).__name__,
+              "recorder": learn.recorder.values}
+    (reports / f"rank{rank}.json").write_text(json.dumps(report))
+    """
+)
+
+
+@pytest.mark.slow
+def test_fine_tune_on_two_gloo_ranks_matches_one_process(class_folder, tmp_path):
+    from vision_tl import ImageDataLoaders, Resize, accuracy, vision_learner
+
+    script, out, reports = tmp_path / "ft.py", tmp_path / "out", tmp_path / "reports"
+    script.write_text(FINE_TUNE_SCRIPT)
+    reports.mkdir()
+    torchrun(script, [str(class_folder), str(out), str(reports)])
+    r0, r1 = (json.loads((reports / f"rank{r}.json").read_text()) for r in range(2))
+
+    # DDP kept the ranks in lockstep: identical weights, identical gathered metrics
+    assert r0["digest"] == r1["digest"]
+    assert r0["val"] == r1["val"] and r0["recorder"] == r1["recorder"]
+    assert r0["wrapped"] == "Sequential"  # unwrapped after fit
+    # the training set was sharded (27 items -> 14 per rank -> 3 batches of 4), then restored (6 batches)
+    assert r0["n_train_batches"] == 3 and r0["n_train_batches_after"] == 6
+
+    # only rank 0 wrote files
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["rank0/export.vtl", "rank0/history.csv", "rank0/models/final.pth", "rank0/models/model.pth"]
+
+    # the gathered validation metrics equal one process validating the same weights
+    dls = ImageDataLoaders.from_folder(class_folder, valid_pct=0.25, seed=7, item_tfms=Resize(32), bs=4,
+                                       num_workers=0, device="cpu")
+    learn = vision_learner(dls, "resnet10t", pretrained=False, metrics=accuracy, path=out / "rank0", device="cpu")
+    learn.load("final", with_opt=False)
+    loss, acc = learn.validate()
+    assert r0["val"][1] == pytest.approx(acc, abs=1e-6)
+    assert r0["val"][0] == pytest.approx(loss, rel=1e-4)

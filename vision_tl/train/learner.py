@@ -203,14 +203,14 @@ class Learner:
 
         With ``train_bn=True`` the normalization layers of frozen groups still train (fastai).
         """
-        idx = n if n >= 0 else self.n_groups + n
-        if not 0 <= idx < self.n_groups:
-            raise ValueError(f"freeze_to({n}) is out of range for a model with {self.n_groups} parameter groups")
-        if idx > 0 and self.n_groups < 2:
+        if n != 0 and self.n_groups < 2:
             raise ValueError(
                 "cannot freeze a model with a single parameter group: pass a splitter that returns "
                 "body and head groups, or train it whole with fit_one_cycle"
             )
+        idx = n if n >= 0 else self.n_groups + n
+        if not 0 <= idx < self.n_groups:
+            raise ValueError(f"freeze_to({n}) is out of range for a model with {self.n_groups} parameter groups")
         for i, g in enumerate(self.param_groups):
             for p in g:
                 p.requires_grad_(i >= idx or (self.train_bn and id(p) in self._norm_ids))
@@ -270,11 +270,13 @@ class Learner:
             self.iter = i
             self.pct_train = (self.epoch + self.iter / self.n_iter) / self.n_epoch
             self._set_hypers(*self._sched(self.pct_train), self._wd)
-            self._with_events(partial(self._do_batch, b), "batch", CancelBatchException)
+            self._batch(b)
 
-    def _do_batch(self, b: Sequence[torch.Tensor]) -> None:
+    def _batch(self, b: Sequence[torch.Tensor]) -> None:
         self.xb, self.yb = tuple(b[:1]), tuple(b[1:])
-        self("before_batch")
+        self._with_events(self._do_batch, "batch", CancelBatchException)
+
+    def _do_batch(self) -> None:
         self.pred = self.model(*self.xb)
         self("after_pred")
         if not self.yb:
@@ -312,7 +314,7 @@ class Learner:
                     self.iter = i
                     if self._keep_inputs:
                         self.val_inputs.append(b[0].cpu())
-                    self._with_events(partial(self._do_batch, b), "batch", CancelBatchException)
+                    self._batch(b)
             self("before_metrics")  # a distributed callback gathers val_preds/val_targs here
             self.val_results = self._metrics()
 
@@ -528,14 +530,27 @@ class Learner:
         return show_results(self, **kwargs)
 
     def export(self, fname: str | Path = "export.vtl") -> Path:
+        """Write the ``.vtl`` file (under torchrun: rank 0 writes, the other ranks wait and get None)."""
         from ..inference.export import export_learner
+        from .distributed import rank0_only
 
-        return export_learner(self, fname)
+        return rank0_only(export_learner)(self, fname)
 
     def export_onnx(self, fname: str | Path, **kwargs: Any) -> Path:
         from ..inference.onnx import export_onnx
+        from .distributed import rank0_only
 
-        return export_onnx(self, fname, **kwargs)
+        return rank0_only(export_onnx)(self, fname, **kwargs)
+
+    def distrib_ctx(self, **kwargs: Any) -> Any:
+        """``with learn.distrib_ctx():`` trains data-parallel (DDP) when launched by torchrun; else a no-op.
+
+        Keyword arguments (``sync_bn``, ``find_unused_parameters``, ...): see
+        ``vision_tl.train.distributed.distrib_ctx``.
+        """
+        from .distributed import distrib_ctx
+
+        return distrib_ctx(self, **kwargs)
 
     def __repr__(self) -> str:
         return (f"Learner(model={type(self.raw_model).__name__}, groups={self.n_groups}, device={self.device}, "
@@ -547,11 +562,20 @@ def _bf16_ok(device: torch.device) -> bool:
 
 
 def _atomic_save(state: dict, f: Path) -> Path:
-    """Write via a temporary file and rename, so a crash never leaves a half-written file."""
+    """Write via a temporary file and rename, so a crash never leaves a half-written file.
+
+    Under torchrun only rank 0 writes; every rank returns once the file is there.
+    """
+    from .distributed import barrier, is_main_process
+
+    if not is_main_process():
+        barrier()
+        return f
     f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_name(f".{f.name}.tmp{os.getpid()}")
     torch.save(state, tmp)
     os.replace(tmp, f)
+    barrier()
     return f
 
 
