@@ -245,9 +245,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     _positive(args.epochs, "--epochs")
     _check_new(args.out, args.overwrite, "--out")
     learn = _learner(args)
-    learn.fine_tune(args.epochs, base_lr=args.lr, freeze_epochs=args.freeze_epochs)
-    loss, acc, err = (float(v) for v in learn.validate()[:3])
+    with learn.distrib_ctx():  # data-parallel when launched by torchrun, else a no-op
+        learn.fine_tune(args.epochs, base_lr=args.lr, freeze_epochs=args.freeze_epochs)
+        loss, acc, err = (float(v) for v in learn.validate()[:3])
     path = learn.export(args.out.resolve())
+    if path is None:  # a torchrun rank other than 0: rank 0 reports and writes
+        return 0
     print(f"valid loss {loss:.4f}  accuracy {acc:.4f}  error rate {err:.4f}")
     print(f"saved {path}")
     return 0
