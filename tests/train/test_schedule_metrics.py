@@ -1,0 +1,83 @@
+"""Pure functions: learning-rate expansion, one-cycle, LR-finder suggestions, metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vision_tl.train.metrics import F1Score, Precision, Recall, accuracy, error_rate, top_k_accuracy
+from vision_tl.train.schedule import (
+    expand_lr,
+    layer_decay_mults,
+    one_cycle_lr,
+    one_cycle_mom,
+    suggest_lrs,
+)
+
+
+def test_float_lr_is_the_same_for_every_group():
+    assert expand_lr(1e-3, 3) == [1e-3] * 3
+
+
+def test_slice_hi_gives_body_a_tenth_and_head_hi():
+    assert expand_lr(slice(1e-2), 3) == pytest.approx([1e-3, 1e-3, 1e-2])
+
+
+def test_slice_lo_hi_is_log_spaced():
+    assert expand_lr(slice(1e-5, 1e-3), 3) == pytest.approx([1e-5, 1e-4, 1e-3])
+
+
+@pytest.mark.parametrize("lr", [[1e-3, 1e-3], "fast", slice(1e-3, 1e-2, 2), -1.0])
+def test_lr_of_the_wrong_shape_is_rejected_with_the_value(lr):
+    with pytest.raises(ValueError, match="lr"):
+        expand_lr(lr, 3)
+
+
+def test_layer_decay_is_geometric_towards_the_input():
+    assert layer_decay_mults(3, 0.5) == [0.25, 0.5, 1.0]
+
+
+def test_one_cycle_starts_low_peaks_at_pct_start_and_ends_near_zero():
+    assert one_cycle_lr(0.0, 1.0, div=25) == pytest.approx(1 / 25)
+    assert one_cycle_lr(0.25, 1.0, pct_start=0.25) == pytest.approx(1.0)
+    assert one_cycle_lr(1.0, 1.0, div_final=1e5) == pytest.approx(1e-5)
+    assert one_cycle_mom(0.25, (0.95, 0.85, 0.95), 0.25) == pytest.approx(0.85)
+    assert one_cycle_mom(1.0) == pytest.approx(0.95)
+
+
+def test_lr_finder_suggestions_sit_on_the_descending_part():
+    lrs = [1e-7 * (1e8) ** (i / 99) for i in range(100)]
+    # loss flat, then falling between 1e-4 and 1e-2, then exploding
+    losses = [2.0 - 1.5 * min(1, max(0, (math.log10(lr) + 4) / 2)) + (10 * (lr - 1e-1) if lr > 1e-1 else 0) for lr in lrs]
+    s = suggest_lrs(lrs, losses)
+    assert 1e-4 <= s["valley"] <= 1e-2
+    assert 1e-4 <= s["steep"] <= 1e-2
+    assert s["minimum"] < 1e-1
+
+
+def _preds(labels: list[int], c: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.tensor(labels), c).float()
+
+
+def test_accuracy_error_rate_top_k():
+    preds = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5], [0.1, 0.6, 0.3], [0.5, 0.4, 0.1]])
+    targs = torch.tensor([0, 1, 1, 1])
+    assert float(accuracy(preds, targs)) == pytest.approx(0.5)
+    assert float(error_rate(preds, targs)) == pytest.approx(0.5)
+    assert float(top_k_accuracy(preds, targs, k=2)) == pytest.approx(1.0)
+
+
+def test_macro_f1_precision_recall_match_hand_computation():
+    targs = torch.tensor([0, 0, 0, 1, 1, 2])
+    preds = _preds([0, 0, 1, 1, 2, 2], 3)
+    # class 0: tp2 fp0 fn1; class 1: tp1 fp1 fn1; class 2: tp1 fp1 fn0
+    assert float(Precision()(preds, targs)) == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert float(Recall()(preds, targs)) == pytest.approx((2 / 3 + 0.5 + 1) / 3)
+    assert float(F1Score()(preds, targs)) == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+
+
+def test_metrics_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"\(3,\)"):
+        accuracy(torch.rand(2, 3), torch.tensor([0, 1, 2]))
