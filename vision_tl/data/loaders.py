@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -133,14 +134,23 @@ class _SeededSampler(Sampler):
     """Yields ``(index, (seed, epoch, position))`` from the DataLoader's current index order."""
 
     def __init__(self, dl: TfmdDL):
-        self.dl = dl
+        # a weak reference: no cycle, so dropping the TfmdDL shuts its persistent workers down at once
+        self._dl = weakref.ref(dl)
+
+    @property
+    def dl(self) -> TfmdDL:
+        dl = self._dl()
+        if dl is None:
+            raise RuntimeError("the TfmdDL of this sampler no longer exists")
+        return dl
 
     def __len__(self) -> int:
         return len(self.dl._indices_sampler())
 
     def __iter__(self) -> Iterator[tuple[int, tuple[int, int, int]]]:
-        seed, epoch = self.dl.seed, self.dl._current_epoch
-        for pos, i in enumerate(self.dl._indices_sampler()):
+        dl = self.dl
+        seed, epoch = dl.seed, dl._current_epoch
+        for pos, i in enumerate(dl._indices_sampler()):
             yield int(i), (seed, epoch, pos)
 
 
@@ -182,14 +192,25 @@ class TfmdDL:
         self.dataset, self.bs, self.train, self.num_workers = dataset, bs, train, num_workers
         self.batch_tfms = batch_tfms if batch_tfms is not None else []
         self.device = torch.device(device) if device is not None else default_device()
-        # drop a last partial batch on train (BatchNorm dislikes a batch of 1), unless it is the only one
-        self.drop_last = (train and len(dataset) > bs) if drop_last is None else drop_last
+        self.drop_last = drop_last  # None: automatic, see the property
         self.seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
         self.with_labels, self.persistent_workers = with_labels, persistent_workers
         self._sampler: Sampler | None = None
         self._epoch, self._current_epoch = 0, 0
         self._loader: DataLoader | None = None
         self._loader_key: tuple | None = None
+
+    @property
+    def drop_last(self) -> bool:
+        """Drop a last partial batch? Default: on train (BatchNorm dislikes a batch of 1), unless it is the only one."""
+        if self._drop_last is not None:
+            return self._drop_last
+        return self.train and len(self._indices_sampler()) > self.bs
+
+    @drop_last.setter
+    def drop_last(self, value: bool | None) -> None:
+        self._drop_last = value
+        self._loader = None
 
     # -- sampling -------------------------------------------------------------------------------
     @property
@@ -478,7 +499,7 @@ class ImageDataLoaders(DataLoaders):
         csv = path / csv_fname
         if not csv.is_file():
             raise FileNotFoundError(f"from_csv: no CSV file {str(csv)!r}")
-        df = pd.read_csv(csv, header=header, delimiter=delimiter)
+        df = pd.read_csv(csv, header=header, **({"delimiter": delimiter} if delimiter else {}))
         return cls.from_df(df, path, **kwargs)
 
     @classmethod
