@@ -336,11 +336,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_lr_find(args: argparse.Namespace) -> int:
     _check_new(args.plot, args.overwrite, "--plot")
     learn = _learner(args)
-    suggestion = learn.lr_find(show_plot=False)
-    lrs = suggestion._asdict() if hasattr(suggestion, "_asdict") else {"lr": suggestion}
-    print("  ".join(f"{name} {float(v):.2e}" for name, v in lrs.items()))
+    lrs = learn.lr_find(show_plot=False)._asdict()
+    print("suggested learning rates: " + "  ".join(f"{name} {float(v):.2e}" for name, v in lrs.items()))
     args.plot.parent.mkdir(parents=True, exist_ok=True)
-    learn.recorder.plot_lr_find().savefig(args.plot, dpi=100, bbox_inches="tight")
+    learn.recorder.plot_lr_find(lrs).figure.savefig(args.plot, dpi=100, bbox_inches="tight")
     print(f"plot: {args.plot}")
     return 0
 

@@ -80,7 +80,7 @@ def export_onnx(learn_or_predictor: Any, fname: str | Path, input_dtype: str = "
             wrapped, (example,), input_names=["image"], output_names=["probs"], opset_version=opset, verbose=False,
             dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), external_data=False, dynamo=True,
         )
-        _add_metadata(program.model_proto, pred, (h, w), input_dtype)
+        program.model.metadata_props.update(_metadata(pred, (h, w), input_dtype))
         program.save(tmp, external_data=False)
         os.replace(tmp, path)
     finally:
@@ -89,21 +89,19 @@ def export_onnx(learn_or_predictor: Any, fname: str | Path, input_dtype: str = "
     return path
 
 
-def _add_metadata(proto: Any, pred: Predictor, size: tuple[int, int], input_dtype: str) -> None:
+def _metadata(pred: Predictor, size: tuple[int, int], input_dtype: str) -> dict[str, str]:
+    """What a user of the ``.onnx`` file needs to feed it and read its output."""
     from .. import __version__
 
-    meta = {
+    return {
         "vocab": json.dumps(pred.vocab),
         "input_size": json.dumps(list(size)),
         "input_dtype": input_dtype,
         "input_layout": "NCHW RGB",
+        "output": "probs: softmax probabilities, one column per vocab entry",
         "item_tfms": json.dumps([t.to_dict() for t in pred.item_tfms]),
         "vision_tl_version": __version__,
     }
-    del proto.metadata_props[:]
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
 
 
 def onnx_session(fname: str | Path) -> Any:

@@ -194,7 +194,8 @@ class Predictor:
         cfg = getattr(learn, "model_config", None)
         if normalize is None and cfg is not None and getattr(cfg, "mean", None) is not None:
             normalize = (cfg.mean, cfg.std)
-        return cls(learn.model, dls.vocab, dls.item_tfms, normalize, model_config=cfg, batch_tfms=batch_tfms)
+        model = getattr(learn, "raw_model", learn.model)  # not the DDP / torch.compile wrapper
+        return cls(model, dls.vocab, dls.item_tfms, normalize, model_config=cfg, batch_tfms=batch_tfms)
 
     @property
     def c(self) -> int:

@@ -1,0 +1,112 @@
+"""A trained learner: export/load parity, predict vs get_preds, TTA, interpretation, show_results, ONNX."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from vision_tl import ImageDataLoaders, Resize, aug_transforms, load_learner, vision_learner
+from vision_tl.inference.interpret import ClassificationInterpretation
+from vision_tl.inference.predict import Predictor
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def learn(class_folder, tmp_path_factory):
+    """resnet10t from scratch, 40 px items resized to 32 px on the batch, 1 epoch; label from a lambda."""
+    dls = ImageDataLoaders.from_path_func(
+        class_folder, sorted(class_folder.rglob("*.jpg")), lambda p: p.parent.name.upper(), valid_pct=0.25, seed=0,
+        item_tfms=Resize(40), batch_tfms=aug_transforms(size=32), bs=8, num_workers=0, device="cpu",
+    )
+    learn = vision_learner(dls, "resnet10t", pretrained=False, path=tmp_path_factory.mktemp("learn"))
+    learn.fit_one_cycle(1, 1e-3)
+    return learn
+
+
+def _valid_files(learn):
+    return list(learn.dls.valid_ds.items)
+
+
+def test_exported_learner_predicts_like_the_in_memory_one(learn, tmp_path):
+    path = learn.export(tmp_path / "model.vtl")  # the lambda label function must not matter
+    loaded = load_learner(path, device="cpu")
+    assert loaded.vocab == learn.dls.vocab
+    for f in _valid_files(learn)[:5]:
+        a, b = learn.predict(f), loaded.predict(f)
+        assert a[:2] == b[:2]
+        torch.testing.assert_close(a[2], b[2], atol=1e-5, rtol=1e-4)
+
+
+def test_relative_export_name_goes_under_learn_path(learn):
+    path = learn.export("rel.vtl")
+    assert path == learn.path / "rel.vtl" and path.is_file()
+
+
+def test_predict_uses_the_validation_pipeline_of_get_preds(learn):
+    probs, targets = learn.get_preds()
+    files = _valid_files(learn)
+    batch = learn.predict_batch(files, bs=4, num_workers=0, progress=False)
+    torch.testing.assert_close(batch, probs, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(learn.predict(files[0])[2], probs[0], atol=1e-5, rtol=1e-4)
+    assert targets.tolist() == learn.dls.valid_ds.labels
+
+
+def test_tta_blends_augmented_and_plain_predictions(learn):
+    preds, targets = learn.tta(n=2)
+    n = len(learn.dls.valid_ds)
+    assert preds.shape == (n, learn.dls.c) and targets.shape == (n,)
+    torch.testing.assert_close(preds.sum(1), torch.ones(n), atol=1e-5, rtol=0)
+    plain = learn.tta(n=1, beta=1.0)[0]  # beta=1: the plain pass only
+    torch.testing.assert_close(plain, learn.get_preds()[0], atol=1e-5, rtol=1e-4)
+
+
+def test_interpretation_from_learner(learn, capsys):
+    interp = ClassificationInterpretation.from_learner(learn)
+    cm = interp.confusion_matrix()
+    n = len(learn.dls.valid_ds)
+    assert cm.shape == (3, 3) and cm.sum() == n
+    assert np.trace(cm) == int((interp.preds == interp.targets).sum())
+    assert all(cnt >= 1 for _, _, cnt in interp.most_confused(min_val=1))
+    losses, idxs = interp.top_losses(3)
+    assert losses.tolist() == sorted(losses.tolist(), reverse=True)
+    assert interp.plot_top_losses(3) is not None and interp.plot_confusion_matrix() is not None
+    interp.print_classification_report()
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_show_results_titles_actual_and_predicted(learn):
+    fig = learn.show_results(max_n=4)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 4 and all("\n" in t for t in titles)
+
+
+def test_predictor_from_learner_carries_the_batch_resize(learn):
+    pred = Predictor.from_learner(learn)
+    assert [type(t).__name__ for t in pred.batch_tfms] == ["AffineWarp", "Lighting"]
+    assert pred.item_tfms[0].size == (40, 40)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None,
+                    reason="needs the onnx extra (onnx, onnxscript, onnxruntime)")
+@pytest.mark.parametrize("input_dtype", ["uint8", "float32"])
+def test_onnx_export_matches_torch(learn, tmp_path, input_dtype):
+    import onnx
+
+    from vision_tl.inference.onnx import check_onnx, onnx_session
+
+    path = learn.export_onnx(tmp_path / "model.onnx", input_dtype=input_dtype)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # one file, no temp left
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["input_dtype"] == input_dtype and meta["input_size"] == "[40, 40]"
+    pred = Predictor.from_learner(learn)
+    assert check_onnx(path, pred) < 1e-4
+    # on real images, with a batch size the export never saw
+    files = _valid_files(learn)[:5]
+    x = torch.stack([torch.from_numpy(pred.preprocess(f).copy()).permute(2, 0, 1) for f in files])
+    feed = x.numpy() if input_dtype == "uint8" else (x.float() / 255).numpy()
+    ort = onnx_session(path).run(None, {"image": feed})[0]
+    torch.testing.assert_close(torch.from_numpy(ort), pred.predict_batch(files, progress=False), atol=1e-4, rtol=1e-3)
