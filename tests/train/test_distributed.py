@@ -160,6 +160,16 @@ HELPERS_SCRIPT = textwrap.dedent(
         if not marker.exists():
             marker.write_text(str(rank))
     report["first"] = marker.read_text()
+    # an unseeded split differs between processes: refused on every rank, naming the fix
+    class DS:
+        def __init__(self, items):
+            self.items = items
+    D.check_same_split(DS(["a.jpg", "b.jpg"]), DS(["c.jpg"]))
+    try:
+        D.check_same_split(DS(["a.jpg", "b.jpg"]), DS([f"rank{rank}.jpg"]))
+        report["split_error"] = None
+    except ValueError as e:
+        report["split_error"] = str(e)
     (out / f"report_{rank}.json").write_text(json.dumps(report))
     D.teardown_distributed()
     assert not D.is_dist_initialized()
@@ -182,6 +192,7 @@ def test_helpers_across_two_gloo_processes(tmp_path):
         assert rep["running_mean"] == [1.0, 1.0, 1.0]
         assert rep["seed"] == 1234
         assert rep["file_visible_after_barrier"] and rep["first"] == "0"
+        assert "split differs" in rep["split_error"] and "seed" in rep["split_error"]
     assert reports[0]["rank0_only"] == "done" and reports[1]["rank0_only"] is None
     assert not (out / "written_by_1.txt").exists()
 

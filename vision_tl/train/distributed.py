@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -307,6 +308,28 @@ def broadcast_int(value: int, src: int = 0, device: torch.device | None = None) 
     return int(t.item())
 
 
+def check_same_split(train_ds: Any, valid_ds: Any, device: torch.device | None = None) -> None:
+    """Raise ``ValueError`` on every rank unless all ranks hold the same train and valid items.
+
+    Each process builds its own DataLoaders; an unseeded random split would differ between them,
+    leaking validation images into training and making the gathered metrics meaningless.
+    """
+    if not is_dist_initialized() or dist.get_world_size() == 1:
+        return
+    parts = [getattr(ds, "items", None) for ds in (train_ds, valid_ds)]
+    parts = [p if p is not None else range(len(ds)) for p, ds in zip(parts, (train_ds, valid_ds))]
+    text = "\n".join(f"{len(p)}:" + "\n".join(map(str, p)) for p in parts)
+    digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "big")
+    differs = torch.tensor([int(digest != broadcast_int(digest, device=device))], device=device)
+    dist.all_reduce(differs)
+    if differs.item():
+        raise ValueError(
+            f"the train/valid split differs between processes ({int(differs.item())} of "
+            f"{dist.get_world_size()} differ from rank 0): build the DataLoaders with a fixed seed "
+            "(e.g. valid_pct=0.2, seed=42) so that every process splits the same way"
+        )
+
+
 # ---------------------------------------------------------------- the callback
 _OUTPUT_CBS = (ProgressCallback, CSVLogger)  # what only rank 0 runs
 
@@ -352,6 +375,8 @@ class DistributedTrainer(Callback):
         world, rank = dist.get_world_size(), dist.get_rank()
         dls = self.learn.dls
         train, valid = dls.train, dls.valid
+        if not self._sharded:
+            check_same_split(train.dataset, valid.dataset, device=self.learn.device)
         if id(train) not in self._sharded:
             seed = broadcast_int(int(getattr(train, "seed", 0)), device=self.learn.device)
             sampler = DistributedSampler(train.dataset, world, rank, shuffle=True, seed=seed)
