@@ -111,3 +111,15 @@ def test_aug_transforms_arguments_turn_parts_off():
     assert aug_transforms(do_flip=False, max_rotate=0, max_zoom=1, max_warp=0, max_lighting=0) == []
     assert [type(t).__name__ for t in aug_transforms()] == ["AffineWarp", "Lighting"]
     assert aug_transforms(mult=2.0)[0].max_rotate == 20.0
+
+
+def test_to_dict_rebuilds_the_same_transform_by_name():
+    from vision_tl.data import batch_tfms
+
+    x = _batch()
+    for t in aug_transforms(size=24, max_rotate=15, pad_mode="zeros") + [Normalize.from_stats(*imagenet_stats)]:
+        d = dict(t.to_dict())
+        again = getattr(batch_tfms, d.pop("name"))(**d)
+        assert again.to_dict() == t.to_dict()
+        g1, g2 = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+        assert torch.equal(again(x.float() / 255, True, g1), t(x.float() / 255, True, g2))

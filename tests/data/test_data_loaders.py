@@ -291,3 +291,26 @@ def test_relative_fnames_resolve_against_path(class_folder):
     dls = ImageDataLoaders.from_lists(class_folder, names, [n.parent.name for n in names], seed=0,
                                       item_tfms=Resize(16), **FAST)
     assert all(p.is_file() for p in dls.train_ds.items)
+
+
+def test_state_dict_resumes_the_same_epoch(class_folder):
+    def make():
+        return ImageDataLoaders.from_folder(class_folder, valid_pct=0.25, seed=5, item_tfms=RandomResizedCrop(16),
+                                            batch_tfms=aug_transforms(), **FAST)
+
+    a = make()
+    _all(a.train)
+    state = a.train.state_dict()
+    epoch1 = _all(a.train)
+    b = make()
+    b.train.load_state_dict(state)
+    assert all(torch.equal(x[0], y[0]) for x, y in zip(epoch1, _all(b.train)))
+
+
+def test_changing_item_tfms_after_a_pass_takes_effect_with_workers(class_folder):
+    dls = ImageDataLoaders.from_folder(class_folder, valid_pct=0.25, seed=0, item_tfms=Resize(16), bs=8, num_workers=1)
+    assert next(iter(dls.valid))[0].shape[-1] == 16
+    assert dls.item_tfms is dls.train_ds.item_tfms is dls.valid_ds.item_tfms
+    dls.item_tfms[0] = Resize(24)  # progressive resizing
+    assert next(iter(dls.valid))[0].shape[-1] == 24
+    assert next(iter(dls.test_dl(dls.valid_ds.items[:2])))[0].shape[-1] == 24

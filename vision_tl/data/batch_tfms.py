@@ -109,7 +109,8 @@ class AffineWarp(BatchTransform):
         return F.grid_sample(x, grid, mode=self.mode, padding_mode=self.pad_mode, align_corners=self.align_corners)
 
     def to_dict(self) -> dict[str, Any]:
-        keys = ("do_flip", "flip_vert", "max_rotate", "min_zoom", "max_zoom", "max_warp", "p_affine", "min_scale", "pad_mode")
+        keys = ("do_flip", "flip_vert", "max_rotate", "min_zoom", "max_zoom", "max_warp", "p_affine", "min_scale",
+                "pad_mode", "mode", "align_corners")
         return {"name": "AffineWarp", **{k: getattr(self, k) for k in keys}, "size": list(self.size) if self.size else None}
 
 

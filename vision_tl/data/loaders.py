@@ -79,7 +79,9 @@ class ImageDataset(Dataset):
             raise ValueError(f"{len(items)} items but {len(labels)} labels")
         self.items = list(items)
         self.labels = [int(y) for y in labels] if labels is not None else None
-        self.vocab, self.item_tfms, self.train = list(vocab), list(item_tfms or []), train
+        self.vocab, self.train = list(vocab), train
+        # a list is kept as is: train, valid and test datasets share one list of item transforms
+        self.item_tfms = item_tfms if isinstance(item_tfms, list) else list(item_tfms or [])
         self.on_bad_image = on_bad_image
         self._warned: set[str] = set()
 
@@ -240,7 +242,9 @@ class TfmdDL:
         return n // self.bs if self.drop_last else math.ceil(n / self.bs)
 
     def _torch_loader(self) -> DataLoader:
-        key = (self.bs, self.drop_last, self.num_workers, self.device.type, id(self._sampler), id(self.dataset))
+        ds = self.dataset  # workers hold a copy of the dataset: rebuild them when it changes
+        key = (self.bs, self.drop_last, self.num_workers, self.device.type, id(self._sampler), id(ds),
+               ds.train, ds.on_bad_image, tuple(repr(t) for t in ds.item_tfms), len(ds))
         if self._loader is None or self._loader_key != key:
             workers = self.num_workers
             self._loader = DataLoader(
@@ -273,6 +277,14 @@ class TfmdDL:
     def to(self, device: torch.device | str) -> TfmdDL:
         self.device = torch.device(device)
         return self
+
+    def state_dict(self) -> dict[str, int]:
+        """What a checkpoint needs to resume the same shuffling and augmentation: seed and next epoch."""
+        return {"seed": self.seed, "epoch": self._epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.seed = int(state["seed"])
+        self.set_epoch(int(state["epoch"]))
 
     def __repr__(self) -> str:
         return (f"TfmdDL({len(self.dataset)} items, bs={self.bs}, train={self.train}, "
