@@ -1,0 +1,139 @@
+"""vision_learner on real ImageDataLoaders: normalization, heads, resume after a kill, transfer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from vision_tl.data.batch_tfms import Normalize
+from vision_tl.data.item_tfms import Resize
+from vision_tl.data.loaders import ImageDataLoaders
+from vision_tl.data.sources import get_image_files
+from vision_tl.data.synthetic import make_synthetic_folder
+from vision_tl.train.callbacks import CheckpointCallback
+from vision_tl.train.learner import cnn_learner, vision_learner
+from vision_tl.train.metrics import accuracy, error_rate
+
+
+def folder_dls(path, **kwargs):
+    kwargs = {"valid_pct": 0.25, "seed": 0, "item_tfms": Resize(32), "bs": 8, "num_workers": 0, "device": "cpu", **kwargs}
+    return ImageDataLoaders.from_folder(path, **kwargs)
+
+
+def test_vision_learner_adds_backbone_normalize_once_and_sizes_the_head(class_folder, tmp_path):
+    dls = folder_dls(class_folder)
+    learn = vision_learner(dls, "resnet10t", pretrained=False, metrics=error_rate, path=tmp_path)
+    norms = [t for t in dls.batch_tfms if isinstance(t, Normalize)]
+    assert len(norms) == 1 and norms[0].mean == pytest.approx((0.485, 0.456, 0.406))
+    assert learn.model_config.arch == "resnet10t" and learn.model_config.n_out == dls.c == 3
+    assert learn.raw_model(dls.one_batch()[0]).shape == (8, 3)
+    vision_learner(dls, "resnet10t", pretrained=False)
+    assert sum(isinstance(t, Normalize) for t in dls.batch_tfms) == 1
+    assert cnn_learner is vision_learner
+
+
+def test_vision_learner_with_a_weights_file_starts_frozen(class_folder, tmp_path):
+    import timm
+
+    f = tmp_path / "body.safetensors"
+    save_file(timm.create_model("resnet10t", num_classes=0).state_dict(), str(f))
+    learn = vision_learner(folder_dls(class_folder), "resnet10t", weights=f, path=tmp_path)
+    assert learn.frozen_to == learn.n_groups - 1 == 2
+    assert not learn.raw_model[0].model.conv1[0].weight.requires_grad
+
+
+@pytest.mark.slow
+def test_fine_tune_on_a_folder_prints_an_epoch_table(class_folder, tmp_path, capsys):
+    learn = vision_learner(folder_dls(class_folder), "resnet10t", pretrained=False, metrics=[accuracy, error_rate],
+                           path=tmp_path)
+    learn.fine_tune(1)
+    out = capsys.readouterr().out
+    assert "epoch" in out and "train_loss" in out and "valid_loss" in out and "error_rate" in out
+    assert len(learn.recorder.values) == 1 and len(learn.recorder.values[0]) == 4
+
+
+_RUN = textwrap.dedent("""
+    import os, signal, sys
+    import torch
+    from vision_tl.data.item_tfms import Resize
+    from vision_tl.data.loaders import ImageDataLoaders
+    from vision_tl.train.callbacks import Callback, CheckpointCallback
+    from vision_tl.train.learner import vision_learner
+
+    folder, out = sys.argv[1], sys.argv[2]
+
+    class Kill(Callback):  # a real crash: SIGKILL in the middle of the last epoch
+        def after_batch(self):
+            if self.learn.training and self.learn.fit_index == 1 and self.learn.epoch == 1 and self.learn.iter == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    dls = ImageDataLoaders.from_folder(folder, valid_pct=0.25, seed=0, item_tfms=Resize(32), bs=8,
+                                       num_workers=0, device="cpu")
+    torch.manual_seed(0)
+    learn = vision_learner(dls, "resnet10t", pretrained=False, path=out)
+    learn.fine_tune(2, cbs=[CheckpointCallback("ck"), Kill()])
+""")
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_bit_identical_weights(class_folder, tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(_RUN)
+    proc = subprocess.run([sys.executable, str(script), str(class_folder), str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]  # it really was killed mid-way
+    assert (tmp_path / "models" / "ck.pth").is_file()
+
+    def learner():
+        torch.manual_seed(0)
+        return vision_learner(folder_dls(class_folder), "resnet10t", pretrained=False, path=tmp_path)
+
+    resumed = learner()
+    resumed.fine_tune(2, cbs=[CheckpointCallback("ck")], resume="ck")
+    reference = learner()
+    reference.fine_tune(2)
+    for k, v in reference.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    ref_opt, res_opt = reference.opt.state_dict()["state"], resumed.opt.state_dict()["state"]
+    assert ref_opt.keys() == res_opt.keys()
+    assert all(torch.equal(ref_opt[i]["exp_avg_sq"], res_opt[i]["exp_avg_sq"]) for i in ref_opt)
+    assert reference.recorder.values == resumed.recorder.values
+
+
+def test_resume_from_a_missing_checkpoint_names_the_file(class_folder, tmp_path):
+    learn = vision_learner(folder_dls(class_folder), "resnet10t", pretrained=False, path=tmp_path)
+    with pytest.raises(FileNotFoundError, match="nothere"):
+        learn.fine_tune(1, resume="nothere")
+
+
+@pytest.mark.slow
+def test_transfer_from_a_pretrained_body_beats_training_from_scratch(tmp_path):
+    """Pretrain on task A (4 classes), save the body, fine-tune on task B (4 other classes, 24 images)."""
+    names = [f"c{i}" for i in range(8)]
+    make_synthetic_folder(tmp_path / "a", classes=names, n_per_class=24, seed=5)
+    make_synthetic_folder(tmp_path / "b", classes=names, n_per_class=10, seed=6)
+
+    def dls_for(sub: str, classes: list[str]):
+        files = [f for f in get_image_files(tmp_path / sub) if f.parent.name in classes]
+        return ImageDataLoaders.from_lists(tmp_path / sub, files, [f.parent.name for f in files], valid_pct=0.4,
+                                           seed=0, item_tfms=Resize(32), bs=8, num_workers=0, device="cpu")
+
+    pre = vision_learner(dls_for("a", names[:4]), "resnet10t", pretrained=False, path=tmp_path)
+    pre.fit_one_cycle(4, 3e-3)
+    weights = Path(tmp_path / "body.safetensors")
+    save_file(pre.raw_model[0].state_dict(), str(weights))  # what a user's local weights file holds
+
+    results = {}
+    for name, w in (("transfer", weights), ("scratch", None)):
+        torch.manual_seed(0)
+        learn = vision_learner(dls_for("b", names[4:]), "resnet10t", pretrained=w is not None, weights=w,
+                               metrics=accuracy, path=tmp_path)
+        learn.fine_tune(2, 3e-3)
+        results[name] = learn.validate()
+    assert results["transfer"][0] < results["scratch"][0]  # lower validation loss
+    assert results["transfer"][1] > results["scratch"][1] + 0.2  # and clearly better accuracy
