@@ -22,6 +22,7 @@ def _jpeg(path, size=(40, 30), color=(200, 30, 30), **save_kw):
 def test_rgb_jpeg_opens_as_rgb_array(tmp_path):
     arr = load_rgb(_jpeg(tmp_path / "a.jpg"))
     assert arr.dtype == np.uint8 and arr.shape == (30, 40, 3)
+    assert arr.flags.writeable and arr.flags.c_contiguous  # torch.from_numpy warns on read-only arrays
     assert abs(int(arr[..., 0].mean()) - 200) < 5
 
 

@@ -147,8 +147,8 @@ def open_image(
 
 
 def load_rgb(src: ImageSource, draft_size: tuple[int, int] | None = None) -> np.ndarray:
-    """``open_image(src, draft_size)`` as a contiguous uint8 HWC RGB array."""
-    return np.ascontiguousarray(np.asarray(open_image(src, draft_size=draft_size), dtype=np.uint8))
+    """``open_image(src, draft_size)`` as a contiguous, writable uint8 HWC RGB array."""
+    return np.array(open_image(src, draft_size=draft_size), dtype=np.uint8)  # np.asarray would be read-only
 
 
 def _check_one(path: Path) -> bool:
