@@ -141,16 +141,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(script: Path, args: list[str], nproc: int = 2, timeout: float = 180) -> None:
-    """Launch ``script`` on ``nproc`` CPU processes with torchrun on 127.0.0.1; fail with its output."""
+def torchrun(script: Path | str, args: list[str], nproc: int = 2, timeout: float = 180) -> str:
+    """Launch ``script`` (or ``-m module``) on ``nproc`` CPU processes with torchrun on 127.0.0.1.
+
+    Returns the processes' stdout; fails the test with the output when any process fails.
+    """
+    target = ["-m", script[3:]] if isinstance(script, str) and script.startswith("-m ") else [str(script)]
     cmd = [
         sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--nnodes=1",
-        "--master-addr=127.0.0.1", f"--master-port={_free_port()}", str(script), *args,
+        "--master-addr=127.0.0.1", f"--master-port={_free_port()}", *target, *args,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1", "HF_HUB_OFFLINE": "1",
            "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    return proc.stdout
 
 
 HELPERS_SCRIPT = textwrap.dedent(
@@ -289,3 +294,14 @@ def test_fine_tune_on_two_gloo_ranks_matches_one_process(class_folder, tmp_path)
     loss, acc = learn.validate()
     assert r0["val"][1] == pytest.approx(acc, abs=1e-6)
     assert r0["val"][0] == pytest.approx(loss, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_cli_train_under_torchrun_exports_once(class_folder, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    stdout = torchrun("-m vision_tl.cli", [
+        "train", str(class_folder), "--arch", "resnet10t", "--no-pretrained", "--size", "32", "--bs", "4",
+        "--epochs", "1", "--num-workers", "0", "--device", "cpu", "--out", str(out / "m.vtl")])
+    assert stdout.count("saved ") == 1 and stdout.count("valid loss") == 1  # rank 0 reports, once
+    assert [p.name for p in out.iterdir()] == ["m.vtl"]
