@@ -237,6 +237,11 @@ def test_bad_arguments_are_rejected_by_name(class_folder):
         ImageDataLoaders.from_folder(class_folder, valid_pct=0.2, batch_size=8)
     with pytest.raises(ValueError, match="bs must be a positive int, got 0"):
         ImageDataLoaders.from_folder(class_folder, valid_pct=0.2, bs=0)
+    with pytest.raises(ValueError, match="device must be a torch device .* got 'gpu0'"):
+        ImageDataLoaders.from_folder(class_folder, valid_pct=0.2, device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            ImageDataLoaders.from_folder(class_folder, valid_pct=0.2, device="cuda")
     with pytest.raises(TypeError, match="item_tfms must be"):
         ImageDataLoaders.from_folder(class_folder, valid_pct=0.2, item_tfms=224)
 

@@ -56,6 +56,19 @@ def default_num_workers() -> int:
     return min(os.cpu_count() or 1, 8)
 
 
+def _check_device(device: torch.device | str) -> torch.device:
+    """A torch device that exists here (a clear error instead of a failure at the first batch)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r} ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available on this machine; use device='cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} but MPS is not available on this machine; use device='cpu'")
+    return dev
+
+
 def _as_list(x: Any) -> list:
     if x is None:
         return []
@@ -193,7 +206,7 @@ class TfmdDL:
             raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
         self.dataset, self.bs, self.train, self.num_workers = dataset, bs, train, num_workers
         self.batch_tfms = batch_tfms if batch_tfms is not None else []
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = _check_device(device) if device is not None else default_device()
         self.drop_last = drop_last  # None: automatic, see the property
         self.seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
         self.with_labels, self.persistent_workers = with_labels, persistent_workers
@@ -275,7 +288,7 @@ class TfmdDL:
         return (xb, yb.to(self.device)) if self.with_labels else (xb,)
 
     def to(self, device: torch.device | str) -> TfmdDL:
-        self.device = torch.device(device)
+        self.device = _check_device(device)
         return self
 
     def state_dict(self) -> dict[str, int]:
