@@ -141,7 +141,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(script: Path | str, args: list[str], nproc: int = 2, timeout: float = 180) -> str:
+def torchrun(script: Path | str, args: list[str], nproc: int = 2, timeout: float = 180, gpu: bool = False) -> str:
     """Launch ``script`` (or ``-m module``) on ``nproc`` CPU processes with torchrun on 127.0.0.1.
 
     Returns the processes' stdout; fails the test with the output when any process fails.
@@ -151,8 +151,9 @@ def torchrun(script: Path | str, args: list[str], nproc: int = 2, timeout: float
         sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--nnodes=1",
         "--master-addr=127.0.0.1", f"--master-port={_free_port()}", *target, *args,
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1", "HF_HUB_OFFLINE": "1",
-           "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1", "HF_HUB_OFFLINE": "1"}
+    if not gpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
     return proc.stdout
@@ -241,14 +242,15 @@ FINE_TUNE_SCRIPT = textwrap.dedent(
     from vision_tl.train import distributed as D
 
     data, out, reports = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
     torch.manual_seed(0)
     rank = D.DistEnv.from_env().rank
     dls = ImageDataLoaders.from_folder(data, valid_pct=0.25, seed=7, item_tfms=Resize(32), bs=4,
-                                       num_workers=0, device="cpu")
+                                       num_workers=0, device=device)
     # each rank gets its own output folder, as on machines that share no disk: rank 1's must stay empty
     learn = vision_learner(dls, "resnet10t", pretrained=False, metrics=accuracy, path=out / f"rank{rank}",
-                           cbs=[CSVLogger(), SaveModelCallback(at_end=True)], device="cpu")
-    with learn.distrib_ctx():
+                           cbs=[CSVLogger(), SaveModelCallback(at_end=True)], device=device)
+    with learn.distrib_ctx(sync_bn=device != "cpu"):
         assert D.get_world_size() == 2
         n_train_batches = len(dls.train)
         learn.fine_tune(1)
@@ -305,3 +307,17 @@ def test_cli_train_under_torchrun_exports_once(class_folder, tmp_path):
         "--epochs", "1", "--num-workers", "0", "--device", "cpu", "--out", str(out / "m.vtl")])
     assert stdout.count("saved ") == 1 and stdout.count("valid loss") == 1  # rank 0 reports, once
     assert [p.name for p in out.iterdir()] == ["m.vtl"]
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_fine_tune_on_two_gpus_with_nccl_and_sync_bn(class_folder, tmp_path):
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA devices (NCCL refuses two ranks on one GPU)")
+    script, out, reports = tmp_path / "ft.py", tmp_path / "out", tmp_path / "reports"
+    script.write_text(FINE_TUNE_SCRIPT)
+    reports.mkdir()
+    torchrun(script, [str(class_folder), str(out), str(reports), "cuda"], gpu=True)
+    r0, r1 = (json.loads((reports / f"rank{r}.json").read_text()) for r in range(2))
+    assert r0["digest"] == r1["digest"] and r0["val"] == r1["val"]
+    assert not (out / "rank1").exists() and (out / "rank0" / "export.vtl").is_file()

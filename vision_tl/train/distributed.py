@@ -164,10 +164,15 @@ def setup_distributed(backend: str | None = None, timeout_s: float = 1800.0) -> 
     return env
 
 
-def teardown_distributed() -> None:
-    """Leave the process group (waiting for the other ranks first); a no-op when none is up."""
+def teardown_distributed(wait: bool = True) -> None:
+    """Leave the process group; a no-op when none is up.
+
+    ``wait`` first waits for the other ranks; pass False after an error, when they may never
+    arrive (torchrun then stops the whole job instead of it hanging until the timeout).
+    """
     if is_dist_initialized():
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -499,16 +504,18 @@ def distrib_ctx(
         _move_learner(learn, distributed_device(env))
     cb = DistributedTrainer(sync_bn=sync_bn, find_unused_parameters=find_unused_parameters, **ddp_kwargs)
     learn.add_cb(cb)
+    ok = False
     try:
         cb.shard_loaders()
         cb.mute_outputs()
         yield learn
+        ok = True
     finally:
         cb.unmute_outputs()
         cb.unshard_loaders()
         learn.remove_cb(cb)
         if started:
-            teardown_distributed()
+            teardown_distributed(wait=ok)
 
 
 def _move_learner(learn: Any, device: torch.device) -> None:
