@@ -319,3 +319,14 @@ def test_changing_item_tfms_after_a_pass_takes_effect_with_workers(class_folder)
     dls.item_tfms[0] = Resize(24)  # progressive resizing
     assert next(iter(dls.valid))[0].shape[-1] == 24
     assert next(iter(dls.test_dl(dls.valid_ds.items[:2])))[0].shape[-1] == 24
+
+
+def test_datasets_pickle_without_the_label_function(pets_folder):
+    """Worker processes started with 'spawn' (macOS, Windows) receive the dataset pickled."""
+    import pickle
+
+    dls = ImageDataLoaders.from_name_func(pets_folder, get_image_files(pets_folder), lambda f: f[0].isupper(),
+                                          seed=0, item_tfms=RandomResizedCrop(16), **FAST)
+    ds = pickle.loads(pickle.dumps(dls.train_ds))
+    assert np.array_equal(ds[(0, (1, 2, 3))][0], dls.train_ds[(0, (1, 2, 3))][0])
+    assert ds.labels == dls.train_ds.labels
