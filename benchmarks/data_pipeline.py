@@ -84,6 +84,21 @@ def ours(path: Path, size: int, workers: int, passes: int, bs: int, aug: bool) -
     return statistics.median(one_pass() for _ in range(passes))
 
 
+def decode_per_core(path: Path, size: int) -> tuple[float, float]:
+    """Single-process img/s of decode + Resize(size), with and without JPEG draft mode."""
+    from vision_tl.data.images import load_rgb
+    from vision_tl.data.item_tfms import Resize
+
+    files, rz = sorted(path.glob("*.jpg")), Resize(size)
+    rates = []
+    for draft in (rz.draft_size, None):
+        t = time.perf_counter()
+        for f in files:
+            rz(load_rgb(f, draft_size=draft), train=False)
+        rates.append(len(files) / (time.perf_counter() - t))
+    return rates[0], rates[1]
+
+
 def theirs(python: str, path: Path, size: int, workers: int, passes: int, bs: int, aug: bool) -> float:
     """Median img/s of the same passes with fastai, in the interpreter ``python``."""
     args = [python, "-c", FASTAI_SCRIPT, str(path), str(size), str(workers), str(passes), str(bs), "1" if aug else "0"]
@@ -111,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         path = make_images(args.dir or Path(tmp) / "images", args.n)
         cfg = f"{args.n} JPEGs ~500x375 -> {args.size}px, bs={args.bs}, {args.workers} workers, aug={args.aug}"
         print(f"config: {cfg}, median of {args.passes} passes after a warm-up")
+        with_draft, without = decode_per_core(path, args.size)
+        print(f"decode+resize, 1 process: {with_draft:.0f} img/s with draft mode, {without:.0f} without")
         mine = ours(path, args.size, args.workers, args.passes, args.bs, args.aug)
         print(f"vision_tl: {mine:8.1f} img/s")
         fastai = args.fastai or (None if args.no_fastai else _find_fastai())
