@@ -363,7 +363,7 @@ class DistributedTrainer(Callback):
 
     def __init__(self, sync_bn: bool = False, find_unused_parameters: bool = False, **ddp_kwargs: Any) -> None:
         self.sync_bn, self.find_unused_parameters, self.ddp_kwargs = sync_bn, find_unused_parameters, ddp_kwargs
-        self._sharded: dict[int, tuple[Any, Any, int]] = {}  # id(dl) -> (dl, old sampler, old seed)
+        self._sharded: dict[int, tuple[Any, Any, int | None]] = {}  # id(dl) -> (dl, old sampler, old seed)
         self._valid_dl: Any = None
         self._muted: list[Callback] = []
         self._muted_at_fit = False
