@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the learning-rate finder on DATA; print the suggestion and plot loss vs lr.")
     _train_data_args(p)
     p.add_argument("--plot", type=Path, default=Path("lr_find.png"), help="the plot (default: %(default)s)")
+    p.add_argument("--num-it", type=int, default=100, help="mini-batches to try (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace --plot if it exists")
 
     p = sub.add_parser("export-onnx", help="convert a .vtl model to ONNX (normalization inside the graph)",
@@ -231,8 +232,6 @@ def _learner(args: argparse.Namespace) -> Any:
     from .train.learner import vision_learner
     from .train.metrics import accuracy, error_rate
 
-    for flag in ("size", "bs"):
-        _positive(getattr(args, flag), f"--{flag.replace('_', '-')}")
     if args.weights is not None and not args.weights.is_file():
         raise CLIError(f"--weights file not found: {str(args.weights)!r}")
     dls = _dataloaders(args)
@@ -242,7 +241,6 @@ def _learner(args: argparse.Namespace) -> Any:
 
 # ---------------------------------------------------------------- subcommands
 def cmd_train(args: argparse.Namespace) -> int:
-    _positive(args.epochs, "--epochs")
     _check_new(args.out, args.overwrite, "--out")
     learn = _learner(args)
     with learn.distrib_ctx():  # data-parallel when launched by torchrun, else a no-op
@@ -261,8 +259,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from .inference.export import load_learner
 
-    _positive(args.top_k, "--top-k")
-    _positive(args.bs, "--bs")
     _check_new(args.csv, args.overwrite, "--csv")
     files = expand_images(args.images)
     pred = load_learner(args.model, device=args.device)
@@ -306,7 +302,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .inference.export import load_learner
     from .inference.interpret import ClassificationInterpretation
 
-    _positive(args.bs, "--bs")
     _check_new(args.confusion_matrix, args.overwrite, "--confusion-matrix")
     files, labels = labelled_files(args.data, args.label_from)
     pred = load_learner(args.model, device=args.device)
@@ -336,7 +331,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_lr_find(args: argparse.Namespace) -> int:
     _check_new(args.plot, args.overwrite, "--plot")
     learn = _learner(args)
-    lrs = learn.lr_find(show_plot=False)._asdict()
+    lrs = learn.lr_find(num_it=args.num_it, show_plot=False)._asdict()
     print("suggested learning rates: " + "  ".join(f"{name} {float(v):.2e}" for name, v in lrs.items()))
     args.plot.parent.mkdir(parents=True, exist_ok=True)
     learn.recorder.plot_lr_find(lrs).figure.savefig(args.plot, dpi=100, bbox_inches="tight")
@@ -389,9 +384,24 @@ def _one_line(e: BaseException) -> str:
     return msg if isinstance(e, known) else f"{type(e).__name__}: {msg}"
 
 
+def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Argument errors argparse cannot see alone: exit 2 with the usage line, like argparse's own."""
+    try:
+        if getattr(args, "label_from", None) is not None:
+            parse_label_from(args.label_from)
+        for flag in ("epochs", "size", "bs", "top_k", "n_images", "num_it"):
+            _positive(getattr(args, flag, None), f"--{flag.replace('_', '-')}")
+        if getattr(args, "valid_pct", None) is not None and not 0 <= args.valid_pct < 1:
+            raise CLIError(f"--valid-pct must be in [0, 1), got {args.valid_pct}")
+    except CLIError as e:
+        parser.error(str(e))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vision-tl`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_usage(parser, args)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

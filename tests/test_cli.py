@@ -1,0 +1,126 @@
+"""The vision-tl command: fast help without torch, exit codes 0/1/2, and train -> predict -> evaluate end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vision_tl.cli import expand_images, main
+
+ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1"}
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``vision-tl ARGS`` in a fresh process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "vision_tl.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=ENV, timeout=timeout)
+
+
+def test_help_lists_every_command_without_importing_torch():
+    code = ("import sys\nfrom vision_tl.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit as e:\n"
+            "    assert e.code == 0\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True).stdout
+    for cmd in ("train", "predict", "evaluate", "lr-find", "export-onnx", "demo"):
+        assert cmd in out
+    assert out.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "required: COMMAND"),
+        (["predict", "m.vtl"], "required: images"),
+        (["predict", "m.vtl", "a.jpg", "--top-k", "0"], "--top-k must be >= 1, got 0"),
+        (["train", "data", "--label-from", "name-re"], "--label-from name-re takes 1 argument"),
+        (["train", "data", "--label-from", "parent"], "got 'parent'"),
+        (["train", "data", "--valid-pct", "1.5"], "--valid-pct must be in [0, 1), got 1.5"),
+    ],
+)
+def test_usage_errors_exit_2_and_say_why(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_model_file_exits_1_with_one_line(tmp_path, capsys):
+    img = tmp_path / "a.jpg"
+    img.write_bytes(b"x")
+    assert main(["predict", str(tmp_path / "missing.vtl"), str(img)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "missing.vtl" in err
+
+
+def test_missing_image_exits_1_naming_it(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "m.vtl"), str(tmp_path / "nope.jpg")]) == 1
+    assert "nope.jpg" in capsys.readouterr().err
+
+
+def test_corrupt_model_file_exits_1_naming_it(tmp_path, capsys):
+    bad, img = tmp_path / "corrupt.vtl", tmp_path / "a.jpg"
+    bad.write_bytes(b"\x00" * 20)
+    img.write_bytes(b"x")
+    assert main(["predict", str(bad), str(img)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "corrupt.vtl" in err
+
+
+def test_expand_images_takes_files_folders_and_globs(class_folder):
+    one = next(class_folder.rglob("*.jpg"))
+    files = expand_images([str(one), str(class_folder / "circle"), str(class_folder / "*" / "square_1*.jpg")])
+    assert files[0] == one
+    assert {f.parent.name for f in files[1:]} == {"circle", "square"}
+    assert all(f.suffix == ".jpg" for f in files)
+
+
+@pytest.mark.slow
+def test_train_predict_evaluate_end_to_end(class_folder, tmp_path):
+    model = tmp_path / "model.vtl"
+    r = run_cli("train", class_folder, "--arch", "resnet10t", "--no-pretrained", "--epochs", "1", "--size", "32",
+                "--bs", "8", "--num-workers", "0", "--out", model)
+    assert r.returncode == 0, r.stderr
+    assert model.is_file() and "saved" in r.stdout
+
+    # a second train to the same --out is refused up front (exit 1), the file untouched
+    before = model.stat().st_mtime_ns
+    r = run_cli("train", class_folder, "--arch", "resnet10t", "--no-pretrained", "--out", model)
+    assert r.returncode == 1 and "--overwrite" in r.stderr and model.stat().st_mtime_ns == before
+
+    out_csv = tmp_path / "preds.csv"
+    r = run_cli("predict", model, class_folder / "circle", "--top-k", "2", "--json", "--csv", out_csv)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert len(rows) == 12 and all(len(row["top_k"]) == 2 for row in rows)
+    assert {row["label"] for row in rows} <= {"circle", "square", "stripes"}
+    with open(out_csv) as f:
+        table = list(csv.DictReader(f))
+    assert [t["file"] for t in table] == [row["file"] for row in rows]
+
+    png = tmp_path / "cm.png"
+    r = run_cli("evaluate", model, class_folder, "--confusion-matrix", png, "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["n_images"] == 36 and res["accuracy"] + res["error_rate"] == pytest.approx(1.0)
+    assert sum(map(sum, res["confusion_matrix"])) == 36 and png.stat().st_size > 0
+
+    bad = tmp_path / "unreadable.jpg"
+    bad.write_bytes(b"not an image")
+    r = run_cli("predict", model, bad)
+    assert r.returncode == 1 and "unreadable.jpg" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_train_with_name_regex_labels_and_lr_find(pets_folder, tmp_path):
+    images = pets_folder / "images"
+    pat = r"^(.+)_\d+\.jpg$"
+    plot = tmp_path / "lr.png"
+    r = run_cli("lr-find", images, "--label-from", "name-re", pat, "--arch", "resnet10t", "--no-pretrained",
+                "--size", "32", "--bs", "8", "--num-workers", "0", "--num-it", "12", "--plot", plot)
+    assert r.returncode == 0, r.stderr
+    assert "valley" in r.stdout and plot.stat().st_size > 0
