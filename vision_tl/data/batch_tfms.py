@@ -105,7 +105,8 @@ class AffineWarp(BatchTransform):
             do = _coin(n, self.p_affine, generator)
             mag = torch.stack([_uniform(n, -self.max_warp, self.max_warp, generator) for _ in range(2)], 1)
             mat = _perspective_matrix(mag * do[:, None]) @ mat
-        grid = _grid(mat.to(x.device, x.dtype), out_hw, self.align_corners)
+        perspective = bool((mat[:, 2, :2] != 0).any())  # checked on the CPU: no device sync
+        grid = _grid(mat.to(x.device, x.dtype), out_hw, self.align_corners, perspective)
         return F.grid_sample(x, grid, mode=self.mode, padding_mode=self.pad_mode, align_corners=self.align_corners)
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,17 +122,25 @@ def _rot(theta: Tensor) -> Tensor:
     return m
 
 
-def _grid(mat: Tensor, out_hw: Sequence[int], align_corners: bool) -> Tensor:
-    """Sampling grid (n, h, w, 2) of the homographies ``mat`` (n, 3, 3): one batched matmul."""
+def _grid(mat: Tensor, out_hw: Sequence[int], align_corners: bool, perspective: bool = True) -> Tensor:
+    """Sampling grid (n, h, w, 2) of the homographies ``mat`` (n, 3, 3).
+
+    Written as broadcast multiply-adds: a batched matmul with an inner size of 3 is slow on CPU.
+    """
     h, w = out_hw
+
     def lin(k: int) -> Tensor:
         v = torch.linspace(-1, 1, k, device=mat.device, dtype=mat.dtype)
         return v if align_corners else v * (k - 1) / k
-    ys, xs = torch.meshgrid(lin(h), lin(w), indexing="ij")
-    base = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, h * w, 3)
-    pts = torch.matmul(base, mat.transpose(1, 2))  # (n, h*w, 3)
-    xy = pts[..., :2] / pts[..., 2:].clamp_min(1e-6)
-    return xy.view(-1, h, w, 2)
+
+    xs, ys = lin(w).view(1, 1, w), lin(h).view(1, h, 1)
+    m = mat.view(-1, 9, 1, 1).unbind(1)
+    gx = m[0] * xs + m[1] * ys + m[2]
+    gy = m[3] * xs + m[4] * ys + m[5]
+    if perspective:  # divide by the third coordinate (skipped for pure affine maps)
+        gz = (m[6] * xs + m[7] * ys + m[8]).clamp_min_(1e-6)
+        gx, gy = gx / gz, gy / gz
+    return torch.stack([gx.expand(-1, h, w), gy.expand(-1, h, w)], -1)
 
 
 def _perspective_matrix(mag: Tensor) -> Tensor:
@@ -246,8 +255,8 @@ def apply_batch_tfms(
     x: Tensor, tfms: Sequence[BatchTransform] | None, train: bool, generator: torch.Generator | None = None
 ) -> Tensor:
     """uint8 NCHW -> float32 in [0, 1], then ``tfms`` sorted by ``order`` (random only when ``train``)."""
-    if x.dtype == torch.uint8:
-        x = x.float().div_(255)
+    if x.dtype == torch.uint8:  # contiguous NCHW: grid_sample is several times slower on channels-last
+        x = x.to(torch.float32, memory_format=torch.contiguous_format).div_(255)
     elif not torch.is_floating_point(x):
         raise TypeError(f"apply_batch_tfms expects a uint8 or float batch, got {x.dtype}")
     for t in sorted(tfms or (), key=lambda t: getattr(t, "order", 50)):
