@@ -123,3 +123,15 @@ def test_to_dict_rebuilds_the_same_transform_by_name():
         assert again.to_dict() == t.to_dict()
         g1, g2 = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
         assert torch.equal(again(x.float() / 255, True, g1), t(x.float() / 255, True, g2))
+
+
+def test_fused_grid_matches_torch_affine_grid_for_affine_maps():
+    from vision_tl.data.batch_tfms import _grid
+
+    mat = torch.eye(3).repeat(4, 1, 1)
+    mat[:, :2] += torch.randn(4, 2, 3, generator=torch.Generator().manual_seed(0)) * 0.3
+    for align in (True, False):
+        ours = _grid(mat, (12, 20), align, perspective=False)
+        ref = F.affine_grid(mat[:, :2], [4, 3, 12, 20], align_corners=align)
+        assert torch.allclose(ours, ref, atol=1e-5)
+        assert torch.allclose(_grid(mat, (12, 20), align, perspective=True), ref, atol=1e-5)
