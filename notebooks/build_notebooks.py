@@ -129,9 +129,9 @@ dls.show_batch(max_n=6)"""),
 learning rate is where the loss falls fastest, before it blows up; the suggestion marks it."""),
     ("code", """arch = "resnet10t" if FAST else "resnet34"
 learn = vision_learner(dls, arch, metrics=[error_rate, accuracy], pretrained=not FAST)
-suggestion = learn.lr_find()
+suggestion = learn.lr_find(num_it=20 if FAST else 100)
 suggestion"""),
-    ("code", """lr = getattr(suggestion, "valley", None) or 1e-3
+    ("code", """lr = suggestion.valley
 learn.fine_tune(1 if FAST else 3, base_lr=lr)"""),
     ("md", "## Interpretation"),
     ("code", """interp = ClassificationInterpretation.from_learner(learn)
@@ -170,19 +170,22 @@ labels = predictor.decode(probs)
 list(zip([f.name for f in images[:5]], labels[:5]))"""),
     ("md", """## ONNX
 
-The exported graph takes uint8 images (NCHW) and does the normalisation itself. We check it against
-PyTorch with onnxruntime."""),
+The exported graph takes uint8 RGB images (NCHW, at the size the model was trained with), does the
+scaling and normalisation itself, and returns softmax probabilities. We check it against PyTorch with
+onnxruntime."""),
     ("code", """import numpy as np
+import onnxruntime as ort
+import torch
 from vision_tl.inference.onnx import export_onnx
 
 onnx_file = export_onnx(predictor, model_file.with_suffix(".onnx"))
-import onnxruntime as ort
-
 sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-x = np.stack([predictor.preprocess(f) for f in images[:4]]).transpose(0, 3, 1, 2)
-onnx_logits = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-print("ONNX classes:", [predictor.vocab[i] for i in onnx_logits.argmax(1)])
-print("torch classes:", [predictor.predict(f)[0] for f in images[:4]])"""),
+x = np.stack([predictor.preprocess(f) for f in images[:4]]).transpose(0, 3, 1, 2)  # uint8 NCHW
+onnx_probs = sess.run(None, {"image": x})[0]
+torch_probs = predictor.predict_batch(images[:4], num_workers=0).numpy()
+print("ONNX:", predictor.decode(torch.from_numpy(onnx_probs)))
+print("max |ONNX - torch| =", float(np.abs(onnx_probs - torch_probs).max()))
+assert np.allclose(onnx_probs, torch_probs, atol=1e-4)"""),
 ]
 
 NOTEBOOKS = {

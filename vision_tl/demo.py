@@ -20,7 +20,8 @@ from typing import Any
 
 _MARKER = ".vision_tl_demo"  # marks a folder the demo created, so a rerun may replace its files
 _OFFLINE_ARCH, _OFFLINE_SIZE = "resnet18", 64
-_REAL_ARCH, _REAL_SIZE = "resnet34", 224
+# fastai's resnet34 is torchvision's ImageNet checkpoint; timm serves the same weights under this tag
+_REAL_ARCH, _REAL_SIZE = "resnet34.tv_in1k", 224
 
 
 def is_cat(fname: str) -> bool:
@@ -43,7 +44,7 @@ def _prepare_out(out: Path) -> Path:
         )
     out.mkdir(parents=True, exist_ok=True)
     (out / _MARKER).write_text("created by vision_tl.demo; a rerun replaces the files here\n")
-    return out
+    return out.resolve()  # absolute: learn.export resolves relative names against the data folder
 
 
 def synthetic_pets(root: Path, n_images: int, seed: int) -> Path:
@@ -148,6 +149,17 @@ def _save(plt: Any, fig: Any, fname: Path) -> Path:
     return fname
 
 
+def _species(label: str) -> str:
+    return "cat" if label == "True" else "dog"
+
+
+def _examples(items: list[Path], n: int = 4) -> list[Path]:
+    """A few validation images, cats and dogs alike (the list is sorted: cats first)."""
+    cats = [f for f in items if is_cat(Path(f).name)]
+    dogs = [f for f in items if not is_cat(Path(f).name)]
+    return (cats[: n // 2] + dogs[: n - n // 2]) if cats and dogs else list(items[:n])
+
+
 def run_demo(
     out: Path = Path("demo_out"),
     real: bool = False,
@@ -178,7 +190,7 @@ def run_demo(
     arch = arch or (_REAL_ARCH if real else _OFFLINE_ARCH)
     size = size or (_REAL_SIZE if real else _OFFLINE_SIZE)
     if real:
-        _say(f"downloading Oxford-IIIT Pet ({URLs.PETS}) to the cache, once")
+        _say(f"Oxford-IIIT Pet from {URLs.PETS} (downloaded once, then read from the cache)")
         path = untar_data(URLs.PETS)
     else:
         path = synthetic_pets(out / "data", n_images, seed)
@@ -196,10 +208,11 @@ def run_demo(
     model_file = learn.export(out / "pets_classifier.vtl")
     predictor = load_learner(model_file)
     predictions = []
-    for f in dls.valid_ds.items[:4]:
-        label, _, probs = predictor.predict(f)
-        predictions.append({"file": Path(f).name, "label": str(label), "prob": float(probs.max())})
-        _say(f"predict {Path(f).name}: {label} (p={float(probs.max()):.3f}, is_cat={is_cat(Path(f).name)})")
+    for f in _examples(dls.valid_ds.items):
+        label, idx, probs = predictor.predict(f)
+        said, truth = _species(label), _species(str(is_cat(Path(f).name)))
+        predictions.append({"file": Path(f).name, "label": label, "prob": float(probs[idx]), "truth": truth})
+        _say(f"predict {Path(f).name}: {said} (p={float(probs[idx]):.3f}; it is a {truth})")
     plots = _plots(learn, out)
     seconds = time.perf_counter() - t0
     _say(f"wrote {model_file} and {', '.join(p.name for p in plots)} in {out} ({seconds:.0f} s)")

@@ -1,0 +1,122 @@
+"""The main job: lesson 1 end to end on synthetic pets, offline, with and without pretrained weights."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from vision_tl.demo import _prepare_out, find_pretrained, is_cat, run_demo
+
+TINY = dict(arch="resnet10t", size=32, n_images=40, bs=8)
+
+
+def test_is_cat_follows_the_oxford_pet_naming_rule():
+    assert is_cat("Abyssinian_1.jpg") and is_cat("British_Shorthair_20.jpg")
+    assert not is_cat("american_bulldog_3.jpg") and not is_cat("pug_1.jpg")
+
+
+def test_demo_refuses_a_folder_it_did_not_create(tmp_path):
+    mine = tmp_path / "mine.txt"
+    mine.write_text("precious")
+    with pytest.raises(FileExistsError, match=str(tmp_path)):
+        run_demo(tmp_path, **TINY)
+    assert mine.read_text() == "precious" and sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+
+
+def test_demo_may_rerun_into_its_own_folder(tmp_path):
+    out = _prepare_out(tmp_path / "out")
+    (out / "loss_curve.png").write_bytes(b"old")
+    assert _prepare_out(out) == out
+
+
+def test_bad_arguments_are_named(tmp_path):
+    with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
+        run_demo(tmp_path / "a", epochs=0)
+    with pytest.raises(ValueError, match="n_images must be >= 20.*got 5"):
+        run_demo(tmp_path / "b", n_images=5)
+
+
+def test_offline_without_cache_answers_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    t0 = time.perf_counter()
+    pretrained, weights, why = find_pretrained("resnet10t")
+    if weights is None:  # a machine with a Hugging Face cache of resnet10t may say otherwise
+        assert not pretrained and "no network" in why
+    assert time.perf_counter() - t0 < 30  # no hub retries (the hub retries for ~50 s)
+
+
+@pytest.mark.slow
+def test_offline_demo_runs_lesson_one_end_to_end(tmp_path, monkeypatch):
+    from vision_tl import load_learner
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached weights here
+    res = run_demo(tmp_path / "out", **TINY)
+    assert 0.0 <= res["error_rate"] <= 1.0
+    assert res["n_train"] + res["n_valid"] == 40 and res["n_valid"] == 8
+    names = sorted(p.name for p in res["files"])
+    assert names == ["confusion_matrix.png", "loss_curve.png", "pets_classifier.vtl", "top_losses.png"]
+    assert all(p.stat().st_size > 0 for p in res["files"])
+    for p in res["files"]:
+        if p.suffix == ".png":
+            assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    predictor = load_learner(tmp_path / "out" / "pets_classifier.vtl")
+    assert predictor.vocab == ["False", "True"]
+    assert len(res["predictions"]) == 4
+    assert {p["truth"] for p in res["predictions"]} == {"cat", "dog"}
+    assert res["pretrained"] is (find_pretrained("resnet10t")[1] is not None)
+
+
+@pytest.mark.slow
+def test_demo_uses_pretrained_weights_when_a_cached_copy_exists(tmp_path, monkeypatch, capsys):
+    import timm
+    import torch
+    from timm.models import get_pretrained_cfg
+
+    # a locally written checkpoint where torch.hub would have cached the real one
+    url = get_pretrained_cfg("resnet10t").url
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    ckpt.parent.mkdir(parents=True)
+    torch.save(timm.create_model("resnet10t", pretrained=False).state_dict(), ckpt)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    pretrained, weights, _ = find_pretrained("resnet10t")
+    assert pretrained and weights is not None
+    res = run_demo(tmp_path / "out", epochs=1, **TINY)
+    assert res["pretrained"] is True
+    assert "using ImageNet-pretrained resnet10t" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_real_mode_runs_fastai_recipe_on_a_cached_pets_folder(tmp_path, monkeypatch):
+    """``--real`` with the data set and the resnet34 checkpoint already cached: no network needed."""
+    import timm
+    import torch
+    from timm.models import get_pretrained_cfg
+
+    from vision_tl.data.synthetic import make_synthetic_pets
+
+    monkeypatch.setenv("VISION_TL_HOME", str(tmp_path / "home"))
+    make_synthetic_pets(tmp_path / "home" / "data" / "oxford-iiit-pet", n_images=30, seed=5, n_breeds=2)
+    url = get_pretrained_cfg("resnet34.tv_in1k").url
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    ckpt.parent.mkdir(parents=True)
+    torch.save(timm.create_model("resnet34", pretrained=False).state_dict(), ckpt)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    res = run_demo(tmp_path / "out", real=True, size=32, bs=8)
+    assert res["pretrained"] is True and res["arch"] == "resnet34.tv_in1k"
+    assert res["data"] == tmp_path / "home" / "data" / "oxford-iiit-pet"
+    assert res["n_valid"] == 6  # valid_pct=0.2 of 30
+
+
+def test_real_mode_without_pretrained_weights_stops_with_a_clear_error(tmp_path, monkeypatch):
+    from vision_tl.data.synthetic import make_synthetic_pets
+
+    monkeypatch.setenv("VISION_TL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    make_synthetic_pets(tmp_path / "home" / "data" / "oxford-iiit-pet", n_images=20, seed=5, n_breeds=2)
+    if find_pretrained("resnet34.tv_in1k")[0]:
+        pytest.skip("this machine has resnet34 weights cached")
+    with pytest.raises(RuntimeError, match="--real needs ImageNet-pretrained resnet34"):
+        run_demo(tmp_path / "out", real=True, size=32, bs=8)
