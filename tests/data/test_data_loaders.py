@@ -191,6 +191,9 @@ def test_bad_image_during_training_is_skipped_with_a_warning_naming_it(folder_co
     with pytest.warns(UserWarning, match="circle_0.jpg"):
         n = sum(len(xb) for xb, _ in dls.train) + sum(len(xb) for xb, _ in dls.valid)
     assert n == 24 + 9  # train drops its last partial batch; nothing else lost
+    in_worker = ImageDataLoaders.from_folder(folder_copy, valid_pct=0.25, seed=0, item_tfms=Resize(16), bs=8,
+                                             num_workers=1)  # the warning is printed by the worker
+    assert sum(len(xb) for xb, _ in in_worker.train) + sum(len(xb) for xb, _ in in_worker.valid) == n
     strict = ImageDataLoaders.from_folder(folder_copy, valid_pct=0.25, seed=0, item_tfms=Resize(16),
                                           on_bad_image="raise", **FAST)
     with pytest.raises(ImageError, match="circle_0.jpg"):
