@@ -198,6 +198,9 @@ def test_bad_image_during_training_is_skipped_with_a_warning_naming_it(folder_co
                                           on_bad_image="raise", **FAST)
     with pytest.raises(ImageError, match="circle_0.jpg"):
         _all(strict.train), _all(strict.valid)
+    strict.train.num_workers = strict.valid.num_workers = 1
+    with pytest.raises(ImageError, match="circle_0.jpg"):  # re-raised from the worker, same type
+        _all(strict.train), _all(strict.valid)
     with pytest.raises(ValueError, match="on_bad_image must be one of .* got 'ignore'"):
         ImageDataLoaders.from_folder(folder_copy, valid_pct=0.25, on_bad_image="ignore", **FAST)
 

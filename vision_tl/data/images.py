@@ -33,7 +33,11 @@ _MATTE = (255, 255, 255)  # transparency is shown on white
 class ImageError(ValueError):
     """An image that cannot be used; ``.path`` names the file (None for in-memory data), ``.reason`` why."""
 
-    def __init__(self, path: str | Path | None, reason: str):
+    def __init__(self, path: str | Path | None, reason: str | None = None):
+        if reason is None:  # one argument: a whole message (how torch re-raises a DataLoader worker's error)
+            self.path, self.reason = None, str(path)
+            super().__init__(self.reason)
+            return
         self.path = Path(path) if path is not None else None
         self.reason = reason
         where = str(self.path) if self.path is not None else "<in-memory image>"
