@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--passes", type=int, default=3, help="timed passes, median reported (default 3)")
     ap.add_argument("--bs", type=int, default=64)
     ap.add_argument("--aug", action="store_true", help="also run aug_transforms() as batch transforms")
+    ap.add_argument("--rounds", type=int, default=1, help="alternating rounds of ours and fastai's (default 1)")
     ap.add_argument("--fastai", help="python interpreter with fastai installed (default: auto-detect)")
     ap.add_argument("--no-fastai", action="store_true", help="skip the fastai comparison")
     args = ap.parse_args(argv)
@@ -128,13 +129,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"config: {cfg}, median of {args.passes} passes after a warm-up")
         with_draft, without = decode_per_core(path, args.size)
         print(f"decode+resize, 1 process: {with_draft:.0f} img/s with draft mode, {without:.0f} without")
-        mine = ours(path, args.size, args.workers, args.passes, args.bs, args.aug)
-        print(f"vision_tl: {mine:8.1f} img/s")
         fastai = args.fastai or (None if args.no_fastai else _find_fastai())
-        if fastai and not args.no_fastai:
-            other = theirs(fastai, path, args.size, args.workers, args.passes, args.bs, args.aug)
-            print(f"fastai:    {other:8.1f} img/s  ({fastai})")
-            print(f"ratio:     {mine / other:8.2f}x")
+        ratios = []
+        for r in range(args.rounds):  # alternate the two, so that a busy machine hurts both alike
+            mine = ours(path, args.size, args.workers, args.passes, args.bs, args.aug)
+            print(f"[{r + 1}/{args.rounds}] vision_tl: {mine:8.1f} img/s")
+            if fastai and not args.no_fastai:
+                other = theirs(fastai, path, args.size, args.workers, args.passes, args.bs, args.aug)
+                ratios.append(mine / other)
+                print(f"[{r + 1}/{args.rounds}] fastai:    {other:8.1f} img/s  ({fastai})  ratio {mine / other:.2f}x")
+        if ratios:
+            print(f"ratio vision_tl / fastai: {statistics.median(ratios):.2f}x (median of {len(ratios)} rounds)")
 
 
 def _find_fastai() -> str | None:
