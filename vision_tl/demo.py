@@ -124,7 +124,44 @@ def _make_learner(dls: Any, arch: str, require_pretrained: bool) -> tuple[Any, b
     return vision_learner(dls, arch, metrics=error_rate, pretrained=False), False
 
 
-def _plots(learn: Any, out: Path) -> list[Path]:
+def _loss_history() -> Any:
+    """A callback that keeps every training loss and each epoch's validation loss across the two
+    fits of ``fine_tune`` (the Recorder starts afresh with each fit)."""
+    from .train.callbacks import Callback
+
+    class LossHistory(Callback):
+        def __init__(self) -> None:
+            self.train: list[float] = []
+            self.valid: list[tuple[int, float]] = []
+            self.fit_starts: list[int] = []
+
+        def before_fit(self) -> None:
+            self.fit_starts.append(len(self.train))
+
+        def after_batch(self) -> None:
+            if self.learn.training:
+                self.train.append(float(self.learn.loss))
+
+        def after_epoch(self) -> None:
+            if self.learn.val_results:
+                self.valid.append((len(self.train), float(self.learn.val_results[0])))
+
+    return LossHistory()
+
+
+def _plot_losses(plt: Any, hist: Any) -> Any:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(range(1, len(hist.train) + 1), hist.train, label="train (per batch)", alpha=0.8)
+    if hist.valid:
+        ax.plot(*zip(*hist.valid), "o-", label="valid (per epoch)")
+    for i, start in enumerate(hist.fit_starts[1:], 1):
+        ax.axvline(start + 0.5, color="grey", linestyle="--", label="unfreeze" if i == 1 else None)
+    ax.set(xlabel="batch", ylabel="loss", yscale="log", title="fine_tune: head only, then all layers")
+    ax.legend()
+    return fig
+
+
+def _plots(learn: Any, hist: Any, out: Path) -> list[Path]:
     """Loss curve, confusion matrix and top losses as PNGs in ``out``."""
     import matplotlib
 
@@ -133,9 +170,7 @@ def _plots(learn: Any, out: Path) -> list[Path]:
 
     from .inference.interpret import ClassificationInterpretation
 
-    files = []
-    fig = learn.recorder.plot_loss()
-    files.append(_save(plt, fig, out / "loss_curve.png"))
+    files = [_save(plt, _plot_losses(plt, hist), out / "loss_curve.png")]
     interp = ClassificationInterpretation.from_learner(learn)
     files.append(_save(plt, interp.plot_confusion_matrix(), out / "confusion_matrix.png"))
     files.append(_save(plt, interp.plot_top_losses(9), out / "top_losses.png"))
@@ -202,7 +237,8 @@ def run_demo(
     )
     _say(f"{len(dls.train_ds)} training and {len(dls.valid_ds)} validation images, classes {dls.vocab}")
     learn, pretrained = _make_learner(dls, arch, require_pretrained=real)
-    learn.fine_tune(epochs)
+    hist = _loss_history()
+    learn.fine_tune(epochs, cbs=[hist])
     err = float(learn.validate()[1])
     _say(f"error_rate: {err:.4f}  (accuracy {1 - err:.1%} on {len(dls.valid_ds)} validation images)")
     model_file = learn.export(out / "pets_classifier.vtl")
@@ -213,7 +249,7 @@ def run_demo(
         said, truth = _species(label), _species(str(is_cat(Path(f).name)))
         predictions.append({"file": Path(f).name, "label": label, "prob": float(probs[idx]), "truth": truth})
         _say(f"predict {Path(f).name}: {said} (p={float(probs[idx]):.3f}; it is a {truth})")
-    plots = _plots(learn, out)
+    plots = _plots(learn, hist, out)
     seconds = time.perf_counter() - t0
     _say(f"wrote {model_file} and {', '.join(p.name for p in plots)} in {out} ({seconds:.0f} s)")
     return {
