@@ -315,6 +315,5 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None) ->
     normalize = None if norm is None else (tuple(norm["mean"]), tuple(norm["std"]))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if torch.device(device).type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    return Predictor(model, m["vocab"], item_tfms, normalize, device=device, model_config=cfg, batch_tfms=batch_tfms)
+    return Predictor(model, m["vocab"], item_tfms, normalize, device=device, model_config=cfg, batch_tfms=batch_tfms,
+                     channels_last=True)

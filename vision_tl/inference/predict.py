@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..data.images import load_rgb
-from ..data.item_tfms import apply_item_tfms, draft_size_for
+from ..data.item_tfms import apply_item_tfms, draft_size_for, limit_worker_threads
 
 Item = Any  # str | Path | bytes | PIL.Image.Image | np.ndarray | torch.Tensor
 
@@ -137,6 +137,10 @@ def _batches(dl: DataLoader) -> Iterator[torch.Tensor]:
         yield xb
 
 
+def _worker_init(worker_id: int) -> None:
+    limit_worker_threads()
+
+
 def _default_workers(n_items: int, bs: int) -> int:
     """Worker processes are worth their start-up cost only beyond a couple of batches."""
     if n_items <= 2 * bs:
@@ -157,6 +161,9 @@ class Predictor:
         device: where to run; ``None`` means where the model's parameters are.
         model_config: the ``ModelConfig`` the model was built from (needed to export again).
         amp: on CUDA, run the forward pass under float16 autocast (probabilities stay float32).
+        channels_last: convert the model to channels-last memory format (about 2x faster convolutions
+            on CPU with oneDNN, and on CUDA tensor cores); it changes the model in place, so
+            ``from_learner`` leaves it off and ``load_learner`` turns it on.
     """
 
     def __init__(
@@ -169,6 +176,7 @@ class Predictor:
         model_config: Any = None,
         amp: bool = True,
         batch_tfms: Sequence[Any] | None = None,
+        channels_last: bool = False,
     ) -> None:
         self.model = model
         self.vocab = [str(v) for v in vocab]
@@ -180,6 +188,9 @@ class Predictor:
         self.model_config = model_config
         self.amp = amp
         self.draft_size = draft_size_for(self.item_tfms)
+        self.channels_last = channels_last
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
         if device is None:
             param = next(model.parameters(), None)
             device = param.device if param is not None else torch.device("cpu")
@@ -226,7 +237,7 @@ class Predictor:
         if self._mean is not None:
             xb = (xb - self._mean).div_(self._std)
         cuda = self.device.type == "cuda"
-        if cuda:
+        if self.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         autocast = torch.autocast("cuda", dtype=torch.float16) if cuda and self.amp else nullcontext()
         with eval_mode(self.model), torch.inference_mode(), autocast:
@@ -271,6 +282,7 @@ class Predictor:
         dl = DataLoader(
             _ItemsDataset(items, self.item_tfms), batch_size=bs, shuffle=False, num_workers=workers,
             collate_fn=_collate, pin_memory=self.device.type == "cuda",
+            worker_init_fn=_worker_init if workers > 0 else None,
         )
         out = []
         for xb in tqdm(_batches(dl), total=len(dl), desc="predict", disable=not progress, leave=False):
