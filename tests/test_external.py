@@ -131,7 +131,7 @@ def test_wrong_checksum_fails_and_leaves_nothing_that_looks_complete(server, tmp
         untar_data(f"{server.base}/toyset.tgz", data=tmp_path / "data", archive=tmp_path / "arch",
                    sha256="0" * 64, show_progress=False)
     assert not (tmp_path / "data" / "toyset").exists()
-    assert list((tmp_path / "arch").iterdir()) == []
+    assert [p.name for p in (tmp_path / "arch").iterdir()] == ["toyset.tgz.lock"]  # no archive, no .part
 
 
 def test_wrong_size_is_refused(server, tmp_path):
@@ -291,3 +291,26 @@ def test_zip_and_flat_archives_extract_into_the_named_folder(tmp_path):
     assert (out / "a" / "x.txt").read_text() == "1" and (out / "b.txt").read_text() == "2"
     with pytest.raises(FileExistsError, match="out"):
         extract_archive(path, tmp_path / "out")
+
+
+def test_known_checksums_apply_to_mirrored_files(server, tmp_path, monkeypatch):
+    """A mirror serving a different file under a known name is caught by the recorded size."""
+    server.routes["/fast-ai-sample/mnist_tiny.tgz"] = (_tgz({"a.txt": b"not mnist"}), "ok")
+    monkeypatch.setenv("VISION_TL_MIRROR", server.base)
+    with pytest.raises(ChecksumError, match="expected 342207 bytes"):
+        untar_data(URLs.MNIST_TINY, data=tmp_path / "d", archive=tmp_path / "a", show_progress=False)
+    assert not (tmp_path / "d" / "mnist_tiny").exists() and not (tmp_path / "a" / "mnist_tiny.tgz").exists()
+
+
+def test_concurrent_calls_download_once(server, tmp_path):
+    server.routes["/toyset.tgz"] = (_big_tgz(), "ok")
+    kw = dict(data=tmp_path / "data", archive=tmp_path / "arch", show_progress=False)
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(untar_data(f"{server.base}/toyset.tgz", **kw)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 3 and len(set(results)) == 1
+    assert len(server.requests) == 1

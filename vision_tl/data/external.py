@@ -19,6 +19,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -334,6 +336,24 @@ def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     return dest
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (POSIX ``flock``) so that two processes asking for the same
+    archive take turns instead of writing one ``.part`` file together. A no-op where unsupported."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _stem(fname: str) -> str:
     for ext in (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip"):
         if fname.endswith(ext):
@@ -365,18 +385,21 @@ def untar_data(
     arch_dir = Path(archive).expanduser() if archive is not None else vision_tl_home() / "archive"
     dest, arch = data_dir / _stem(fname), arch_dir / fname
     sidecar = arch.with_name(arch.name + ".sha256")
-    if force_download:
-        shutil.rmtree(dest, ignore_errors=True)
-        for p in (arch, sidecar):
-            p.unlink(missing_ok=True)
-    if dest.exists():
-        return dest
-    known = KNOWN_CHECKSUMS.get(url, Checksum())
-    expected = Checksum(known.size, sha256 or known.sha256, known.head_md5)
-    if arch.exists():
-        recorded = sidecar.read_text().strip() if sidecar.exists() else None
-        verify_file(arch, Checksum(expected.size, expected.sha256 or recorded, expected.head_md5), url)
-    else:
-        download_url(url, arch, expected.sha256, expected.size, show_progress, head_md5=expected.head_md5)
-        sidecar.write_text(file_sha256(arch) + "\n")
-    return extract_archive(arch, dest)
+    if dest.exists() and not force_download:
+        return dest  # the offline path: no lock, no network
+    with _locked(arch.with_name(arch.name + ".lock")):
+        if force_download:
+            shutil.rmtree(dest, ignore_errors=True)
+            for p in (arch, sidecar):
+                p.unlink(missing_ok=True)
+        if dest.exists():  # another process finished while we waited for the lock
+            return dest
+        known = KNOWN_CHECKSUMS.get(url, Checksum())
+        expected = Checksum(known.size, sha256 or known.sha256, known.head_md5)
+        if arch.exists():
+            recorded = sidecar.read_text().strip() if sidecar.exists() else None
+            verify_file(arch, Checksum(expected.size, expected.sha256 or recorded, expected.head_md5), url)
+        else:
+            download_url(url, arch, expected.sha256, expected.size, show_progress, head_md5=expected.head_md5)
+            sidecar.write_text(file_sha256(arch) + "\n")
+        return extract_archive(arch, dest)
