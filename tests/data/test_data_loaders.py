@@ -148,11 +148,16 @@ def test_seeded_runs_are_reproducible_and_epochs_differ(class_folder):
 def test_workers_give_the_same_batches_as_the_main_process(class_folder):
     def make(n):
         return ImageDataLoaders.from_folder(class_folder, valid_pct=0.25, seed=3, item_tfms=RandomResizedCrop(24),
-                                            bs=8, num_workers=n)
+                                            batch_tfms=aug_transforms(), bs=8, num_workers=n, device="cpu")
 
+    # on a CPU device the workers also run the batch transforms: same seeds, same result
     with_workers, without = _all(make(2).train), _all(make(0).train)
     assert len(with_workers) == len(without) == 3
-    assert all(torch.equal(x[0], y[0]) for x, y in zip(with_workers, without))
+    assert all(torch.allclose(x[0], y[0], atol=1e-6) and torch.equal(x[1], y[1]) for x, y in zip(with_workers, without))
+    dls = make(1)
+    assert next(iter(dls.valid))[0].min() >= 0  # workers started
+    dls.batch_tfms.append(Normalize.from_stats(*imagenet_stats))  # appended later: the workers see it
+    assert next(iter(dls.valid))[0].min() < 0
 
 
 def test_sampler_can_be_replaced(class_folder):

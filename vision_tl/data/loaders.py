@@ -79,7 +79,8 @@ class ImageDataset(Dataset):
     """Items (paths, or anything :func:`open_image` takes) with integer labels into ``vocab``.
 
     ``ds[i]`` is ``(uint8 HWC array, label)``; the label is -1 for unlabelled items. ``ds[(i, seed)]``
-    draws the random item transforms from ``numpy.random.default_rng(seed)``.
+    draws the random item transforms from ``numpy.random.default_rng(seed)`` and returns
+    ``(array, label, seed)`` so that the collate function can seed the batch transforms.
     """
 
     def __init__(
@@ -106,13 +107,14 @@ class ImageDataset(Dataset):
         img = load_rgb(self.items[i], draft_size=draft_size_for(self.item_tfms))
         return apply_item_tfms(img, self.item_tfms, self.train, rng=rng)
 
-    def __getitem__(self, key: int | tuple[int, Any]) -> tuple[np.ndarray, int]:
+    def __getitem__(self, key: int | tuple[int, Any]) -> tuple:
         i, seed = key if isinstance(key, tuple) else (key, None)
         rng = np.random.default_rng(seed) if self.train else None
         j = int(i)
         for _ in range(min(_MAX_SUBSTITUTES, len(self))):
             try:
-                return self.load(j, rng), (self.labels[j] if self.labels is not None else -1)
+                item = self.load(j, rng), (self.labels[j] if self.labels is not None else -1)
+                return (*item, seed) if isinstance(key, tuple) else item
             except ImageError as e:
                 if self.on_bad_image == "raise":
                     raise
@@ -123,9 +125,9 @@ class ImageDataset(Dataset):
         raise ImageError(None, f"{_MAX_SUBSTITUTES} bad images in a row from item {i}: run verify_images on the data")
 
 
-def collate_uint8(batch: Sequence[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+def collate_uint8(batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack uint8 HWC images into a uint8 NCHW tensor (channels-last memory) and labels into int64."""
-    imgs, ys = zip(*batch)
+    imgs, ys = [b[0] for b in batch], [b[1] for b in batch]
     shapes = sorted({im.shape for im in imgs})
     if len(shapes) > 1:
         raise ValueError(
@@ -136,9 +138,30 @@ def collate_uint8(batch: Sequence[tuple[np.ndarray, int]]) -> tuple[torch.Tensor
     return x, torch.tensor(ys, dtype=torch.int64)
 
 
-def _mix(seed: int, epoch: int) -> int:
-    """One 63-bit torch seed from (seed, epoch), the same on every machine."""
-    return int(np.random.SeedSequence((seed, epoch)).generate_state(1, np.uint64)[0] >> 1)
+def _batch_generator(key: Any) -> torch.Generator:
+    """The batch transforms' generator, seeded from the batch's first item seed ``(seed, epoch, position)``."""
+    g = torch.Generator()
+    if key is None:
+        return g.manual_seed(int(torch.randint(2**62, (1,)).item()))
+    return g.manual_seed(int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] >> 1))
+
+
+class _Collate:
+    """Collate to uint8 NCHW, keeping the batch's seed; with ``batch_tfms`` also runs them (in the worker).
+
+    Running the batch transforms in the workers is used for a CPU device only: there the workers are
+    the device, and the main process stays free for the model.
+    """
+
+    def __init__(self, batch_tfms: list[BatchTransform] | None = None, train: bool = False):
+        self.batch_tfms, self.train = batch_tfms, train
+
+    def __call__(self, batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        x, y = collate_uint8(batch)
+        key = batch[0][2] if len(batch[0]) > 2 else None
+        if self.batch_tfms is not None:
+            x = apply_batch_tfms(x, self.batch_tfms, self.train, generator=_batch_generator(key))
+        return x, y, key
 
 
 def _worker_init(worker_id: int) -> None:
@@ -255,14 +278,18 @@ class TfmdDL:
         return n // self.bs if self.drop_last else math.ceil(n / self.bs)
 
     def _torch_loader(self) -> DataLoader:
-        ds = self.dataset  # workers hold a copy of the dataset: rebuild them when it changes
-        key = (self.bs, self.drop_last, self.num_workers, self.device.type, id(self._sampler), id(ds),
-               ds.train, ds.on_bad_image, tuple(repr(t) for t in ds.item_tfms), len(ds))
+        ds, workers = self.dataset, self.num_workers
+        in_workers = (self.device.type == "cpu" and workers > 0 and bool(self.batch_tfms)
+                      and all(isinstance(t, BatchTransform) for t in self.batch_tfms))
+        # workers hold copies of the dataset and batch transforms: rebuild them when those change
+        key = (self.bs, self.drop_last, workers, self.device.type, id(self._sampler), id(ds), ds.train,
+               ds.on_bad_image, tuple(repr(t) for t in ds.item_tfms), len(ds), self.train,
+               tuple(id(t) for t in self.batch_tfms) if in_workers else None)
         if self._loader is None or self._loader_key != key:
-            workers = self.num_workers
+            collate = _Collate(list(self.batch_tfms) if in_workers else None, self.train)
             self._loader = DataLoader(
                 self.dataset, batch_size=self.bs, sampler=_SeededSampler(self), drop_last=self.drop_last,
-                collate_fn=collate_uint8, num_workers=workers, pin_memory=self.device.type == "cuda",
+                collate_fn=collate, num_workers=workers, pin_memory=self.device.type == "cuda",
                 persistent_workers=self.persistent_workers and workers > 0,
                 worker_init_fn=_worker_init if workers > 0 else None,
                 prefetch_factor=4 if workers > 0 else None,
@@ -273,9 +300,10 @@ class TfmdDL:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         self._current_epoch = self._epoch
         self._epoch += 1
-        gen = torch.Generator().manual_seed(_mix(self.seed, self._current_epoch))
-        for xb, yb in self._torch_loader():
-            xb = apply_batch_tfms(xb.to(self.device, non_blocking=True), self.batch_tfms, self.train, generator=gen)
+        for xb, yb, key in self._torch_loader():
+            xb = xb.to(self.device, non_blocking=True)
+            if xb.dtype == torch.uint8:  # not transformed in a worker: do it here, on the device
+                xb = apply_batch_tfms(xb, self.batch_tfms, self.train, generator=_batch_generator(key))
             yield (xb, yb.to(self.device, non_blocking=True)) if self.with_labels else (xb,)
 
     def one_batch(self) -> tuple[torch.Tensor, ...]:
@@ -283,8 +311,8 @@ class TfmdDL:
         if len(self) == 0:
             raise ValueError(f"this DataLoader has no batches ({len(self.dataset)} items, bs={self.bs})")
         idx = list(self._indices_sampler())[: self.bs]
-        xb, yb = collate_uint8([self.dataset[(i, (self.seed, self._epoch, p))] for p, i in enumerate(idx)])
-        xb = apply_batch_tfms(xb.to(self.device), self.batch_tfms, self.train, generator=torch.Generator().manual_seed(self.seed))
+        xb, yb, key = _Collate()([self.dataset[(i, (self.seed, self._epoch, p))] for p, i in enumerate(idx)])
+        xb = apply_batch_tfms(xb.to(self.device), self.batch_tfms, self.train, generator=_batch_generator(key))
         return (xb, yb.to(self.device)) if self.with_labels else (xb,)
 
     def to(self, device: torch.device | str) -> TfmdDL:
