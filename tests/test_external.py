@@ -314,3 +314,13 @@ def test_concurrent_calls_download_once(server, tmp_path):
         t.join()
     assert len(results) == 3 and len(set(results)) == 1
     assert len(server.requests) == 1
+
+
+def test_zip_symlink_members_are_refused(tmp_path):
+    path = tmp_path / "link.zip"
+    info = zipfile.ZipInfo("data/passwd")
+    info.external_attr = (0o120777 << 16)  # a symlink, as Info-ZIP stores them
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(info, "/etc/passwd")
+    with pytest.raises(UnsafeArchiveError, match="link or special file"):
+        extract_archive(path, tmp_path / "out")
