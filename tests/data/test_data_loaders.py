@@ -341,3 +341,19 @@ def test_datasets_pickle_without_the_label_function(pets_folder):
     ds = pickle.loads(pickle.dumps(dls.train_ds))
     assert np.array_equal(ds[(0, (1, 2, 3))][0], dls.train_ds[(0, (1, 2, 3))][0])
     assert ds.labels == dls.train_ds.labels
+
+
+def test_files_outside_the_split_and_an_empty_valid_set_are_reported(tmp_path, train_valid_folder):
+    root = tmp_path / "tv"
+    shutil.copytree(train_valid_folder, root)
+    deep = root / "train" / "circle" / "extra"
+    deep.mkdir()
+    shutil.copy(root / "train" / "circle" / "circle_0.jpg", deep / "x.jpg")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dls = ImageDataLoaders.from_folder(root, item_tfms=Resize(16), **FAST)
+    assert [str(w.message) for w in caught if "neither" in str(w.message)][0].startswith("1 of 49 files")
+    assert len(caught) == 1 and "extra/x.jpg" in str(caught[0].message)
+    assert dls.vocab == ["circle", "square", "stripes"]
+    with pytest.warns(UserWarning, match="validation set is empty"):
+        ImageDataLoaders.from_folder(root, valid_pct=0.0, item_tfms=Resize(16), **FAST)

@@ -568,7 +568,15 @@ class ImageDataLoaders(DataLoaders):
         train_idx, valid_idx = splitter(items)
         if not train_idx:
             raise ValueError(f"the split left no training items ({len(items)} items under {str(path)!r})")
-        vocab = make_vocab(labels, vocab)
+        used = set(train_idx) | set(valid_idx)
+        if len(used) < len(items):
+            left = [str(items[i]) for i in range(len(items)) if i not in used]
+            warnings.warn(f"{len(left)} of {len(items)} files are in neither the training nor the validation set "
+                          f"(e.g. {left[0]!r}): check the folder layout", stacklevel=3)
+        if not valid_idx:
+            warnings.warn(f"the validation set is empty ({len(items)} items under {str(path)!r}): "
+                          "validation metrics will not be computed", stacklevel=3)
+        vocab = make_vocab([labels[i] for i in sorted(used)], vocab)
         if len(vocab) < 2:
             raise ValueError(f"only one class {vocab!r} found under {str(path)!r}: a classifier needs at least two")
         train_classes = {labels[i] for i in train_idx}
@@ -576,7 +584,7 @@ class ImageDataLoaders(DataLoaders):
         if missing:
             warnings.warn(f"classes {missing!r} have no training images under {str(path)!r}", stacklevel=3)
         index = {v: k for k, v in enumerate(vocab)}
-        y = [index[lab] for lab in labels]
+        y = [index.get(lab, -1) for lab in labels]  # -1 only for files outside the split (never used)
         item_tfms, batch_tfms = _as_list(item_tfms), _as_list(batch_tfms)
         for t in item_tfms:
             if not callable(t):
