@@ -165,7 +165,10 @@ class _Collate:
 
 
 def _worker_init(worker_id: int) -> None:
+    """Single-threaded OpenCV; numpy's global RNG seeded per worker (torch seeds only torch and random),
+    so custom transforms that use ``np.random`` do not repeat the same draws in every worker."""
     limit_worker_threads()
+    np.random.seed(torch.initial_seed() % 2**32)
 
 
 class _SeededSampler(Sampler):
