@@ -2,11 +2,12 @@
 
 Flow: the dataset decodes a file (JPEG draft mode when shrinking) and applies the item transforms in
 a worker, returning uint8 HWC; batches are collated to uint8 NCHW, moved to the device once
-(pinned, non-blocking on CUDA) and only there turned to float by the batch transforms.
+(pinned, non-blocking on CUDA) and only there turned to float by the batch transforms. On a CPU
+device the workers run the batch transforms as well, leaving the main process to the model.
 
 Reproducibility: the sampler hands every index to the workers together with a per-item seed derived
 from ``(seed, epoch, position)``, so a seeded run draws the same crops whatever the number of
-workers; shuffling and the batch transforms are seeded from ``(seed, epoch)`` as well.
+workers; shuffling is seeded from ``(seed, epoch)`` and each batch's transforms from its first item.
 
 Bad images at training time (``on_bad_image``): ``"warn"`` (default) skips the file with a
 ``warnings.warn`` naming it, once per file and process, and uses the next item instead, so one
