@@ -240,3 +240,22 @@ def test_random_bytes_are_a_clear_error(tmp_path):
 def test_directory_is_refused(tmp_path):
     with pytest.raises(ExportFormatError, match="directory"):
         load_learner(tmp_path)
+
+
+def test_custom_item_transform_is_refused_at_export(predictor, tmp_path):
+    predictor.item_tfms = [lambda img, train: img]
+    with pytest.raises(ValueError, match="cannot be saved"):
+        predictor.export(tmp_path / "m.vtl")
+    assert not (tmp_path / "m.vtl").exists()
+
+
+def test_batch_resize_and_no_normalization_survive_export(predictor, tmp_path, image_files):
+    from vision_tl import aug_transforms
+
+    predictor.batch_tfms = aug_transforms(size=24)
+    predictor.normalize = None
+    predictor.to("cpu")
+    loaded = load_learner(predictor.export(tmp_path / "m.vtl"), device="cpu")
+    assert loaded.normalize is None
+    assert [t.to_dict() for t in loaded.batch_tfms] == [t.to_dict() for t in predictor.batch_tfms]
+    torch.testing.assert_close(loaded.predict(image_files[0])[2], predictor.predict(image_files[0])[2])

@@ -104,3 +104,17 @@ def test_predict_leaves_training_mode_as_it_was(predictor, image_files):
     assert predictor.model.training
     b = predictor.predict(image_files[0])[2]
     torch.testing.assert_close(a, b)  # eval mode inside: BatchNorm/Dropout deterministic
+
+
+@pytest.mark.gpu
+def test_cuda_predict_with_amp_agrees_with_cpu(exported, image_files):
+    from vision_tl import load_learner
+
+    path, _ = exported
+    cpu, gpu = load_learner(path, device="cpu"), load_learner(path, device="cuda")
+    for f in image_files[:3]:
+        a, b = cpu.predict(f), gpu.predict(f)
+        assert b[2].device.type == "cpu" and b[2].dtype == torch.float32
+        torch.testing.assert_close(a[2], b[2], atol=2e-2, rtol=0)
+    batch = gpu.predict_batch(image_files[:5], bs=2, progress=False)
+    torch.testing.assert_close(batch, cpu.predict_batch(image_files[:5], bs=2, progress=False), atol=2e-2, rtol=0)

@@ -71,6 +71,12 @@ def build_manifest(predictor: Predictor) -> dict[str, Any]:
             "export needs the ModelConfig the model was built from (learn.model_config), got None: "
             "models built by vision_learner have one; for a custom model save its state_dict instead"
         )
+    for t in predictor.item_tfms:
+        if not callable(getattr(t, "to_dict", None)):
+            raise ValueError(
+                f"export: item transform {t!r} cannot be saved (it has no to_dict()); the loaded model would "
+                "see differently prepared images. Use vision_tl's Resize / RandomResizedCrop"
+            )
     item_tfms = [t.to_dict() for t in predictor.item_tfms]
     size = predictor.item_tfms[-1].size if predictor.item_tfms else cfg.input_size
     mean, std = predictor.normalize if predictor.normalize is not None else (None, None)

@@ -198,13 +198,14 @@ class Predictor:
 
     @classmethod
     def from_learner(cls, learn: Any) -> Predictor:
-        """The predictor of an in-memory learner: its model, vocab, item tfms and ``Normalize``."""
+        """The predictor of an in-memory learner: its model, vocab, item tfms and batch tfms.
+
+        Normalization is exactly the ``Normalize`` in ``dls.batch_tfms`` (none if training had none).
+        """
         dls = learn.dls
         batch_tfms = list(getattr(dls, "batch_tfms", None) or [])
         normalize = next((t for t in batch_tfms if type(t).__name__ == "Normalize"), None)
         cfg = getattr(learn, "model_config", None)
-        if normalize is None and cfg is not None and getattr(cfg, "mean", None) is not None:
-            normalize = (cfg.mean, cfg.std)
         model = getattr(learn, "raw_model", learn.model)  # not the DDP / torch.compile wrapper
         return cls(model, dls.vocab, dls.item_tfms, normalize, model_config=cfg, batch_tfms=batch_tfms)
 
@@ -323,15 +324,16 @@ def tta(
     item_tfms = getattr(ds, "item_tfms", None) or learn.dls.item_tfms
     batch_tfms = learn.dls.batch_tfms
     bs = bs or getattr(dl, "bs", None) or learn.dls.bs
-    device = next(learn.model.parameters()).device
+    model = getattr(learn, "raw_model", learn.model)
+    device = next(model.parameters()).device
 
     def one_pass(train: bool) -> torch.Tensor:
         loader = DataLoader(_ItemsDataset(ds.items, item_tfms, train=train), batch_size=bs, collate_fn=_collate)
         out = []
-        with eval_mode(learn.model), torch.inference_mode():
+        with eval_mode(model), torch.inference_mode():
             for xb in _batches(loader):
                 x = apply_batch_tfms(xb.to(device), batch_tfms, train=train)
-                out.append(torch.softmax(learn.model(x).float(), dim=1).cpu())
+                out.append(torch.softmax(model(x).float(), dim=1).cpu())
         return torch.cat(out)
 
     aug = torch.stack([one_pass(train=True) for _ in range(n)]).mean(0)
