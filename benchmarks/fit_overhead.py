@@ -1,0 +1,216 @@
+"""Wall time of ``learn.fine_tune(1)`` against a raw PyTorch loop, and against fastai 2.8.
+
+All three run the same recipe on the same synthetic folder, arch, image size, batch size and
+epoch count: one frozen epoch (head + norm layers train) and one unfrozen epoch, each followed
+by a validation pass. The raw loop iterates the *same* ``DataLoaders`` with a plain
+forward/backward/AdamW-step loop and no callbacks, so ``ours / raw`` is the Learner's own
+overhead (goal <= 1.10). ``ours / fastai`` compares end to end, data loading included (goal
+<= 0.75). Each timing is the median of ``--repeats`` runs after one warm-up run (ours and raw alternate).
+
+    python benchmarks/fit_overhead.py                    # ours, raw, and fastai if its venv exists
+    python benchmarks/fit_overhead.py --no-fastai --arch resnet18 --size 64 --bs 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+FASTAI_SCRIPT = r"""
+import json, sys, time, torch, warnings
+warnings.filterwarnings("ignore")
+from fastai.vision.all import ImageDataLoaders, Resize, vision_learner, error_rate
+import torchvision
+path, size, bs, workers, arch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+torch.set_num_threads(int(sys.argv[6]))
+for line in sys.stdin:  # one timed fine_tune(1) per request, so runs interleave with ours
+    dls = ImageDataLoaders.from_folder(path, valid_pct=0.2, seed=0, item_tfms=Resize(size), bs=bs,
+                                       num_workers=workers, device="cpu")
+    learn = vision_learner(dls, getattr(torchvision.models, arch), pretrained=False, metrics=error_rate)
+    with learn.no_bar(), learn.no_logging():
+        t, c = time.perf_counter(), time.process_time()
+        learn.fine_tune(1)
+        print(json.dumps([time.perf_counter() - t, time.process_time() - c]), flush=True)
+"""
+
+
+def make_folder(root: Path, n_per_class: int, n_classes: int, min_side: int, max_side: int) -> Path:
+    from vision_tl.data.synthetic import make_synthetic_folder
+
+    classes = [f"class{i}" for i in range(n_classes)]
+    if not all((root / c).is_dir() for c in classes):
+        make_synthetic_folder(root, classes=classes, n_per_class=n_per_class, seed=0, min_side=min_side,
+                              max_side=max_side)
+    return root
+
+
+def make_dls(path: Path, args: argparse.Namespace):
+    from vision_tl.data.item_tfms import Resize
+    from vision_tl.data.loaders import ImageDataLoaders
+
+    return ImageDataLoaders.from_folder(path, valid_pct=0.2, seed=0, item_tfms=Resize(args.size), bs=args.bs,
+                                        num_workers=args.workers, device="cpu")
+
+
+def arch_of(name: str):
+    import torchvision
+
+    return getattr(torchvision.models, name)
+
+
+class Timer:
+    """Wall and process-CPU seconds of a block (CPU time is steadier on a shared machine)."""
+
+    def __enter__(self) -> Timer:
+        self.t, self.c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.times = (time.perf_counter() - self.t, time.process_time() - self.c)
+
+
+def time_ours(path: Path, args: argparse.Namespace) -> tuple[float, float]:
+    from vision_tl.train.learner import vision_learner
+    from vision_tl.train.metrics import error_rate
+
+    learn = vision_learner(make_dls(path, args), arch_of(args.arch), pretrained=False, metrics=error_rate)
+    learn.remove_cb(learn.progress)  # fastai runs with no_bar()/no_logging() too
+    with Timer() as t:
+        learn.fine_tune(1)
+    return t.times
+
+
+def time_raw(path: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """The same two epochs as a plain loop: forward, loss, backward, AdamW step; then validate."""
+    import torch
+    from torch import nn
+
+    from vision_tl.train.learner import vision_learner
+
+    dls = make_dls(path, args)
+    # vision_learner only to build the identical model/groups/normalization; it is not used to train
+    learn = vision_learner(dls, arch_of(args.arch), pretrained=False)
+    model, groups, loss_func = learn.model, learn.param_groups, nn.CrossEntropyLoss()
+    norm_ids = learn._norm_ids
+    opt = torch.optim.AdamW([p for g in groups for p in g], lr=1e-3, betas=(0.9, 0.99), eps=1e-5)
+    with Timer() as t:
+        raw_fine_tune(model, groups, norm_ids, opt, loss_func, dls)
+    return t.times
+
+
+def raw_fine_tune(model, groups, norm_ids, opt, loss_func, dls) -> None:
+    import torch
+
+    for epoch in range(2):
+        for i, g in enumerate(groups):  # epoch 0: body frozen except its norm layers
+            for p in g:
+                p.requires_grad_(epoch == 1 or i == len(groups) - 1 or id(p) in norm_ids)
+        dls.train.set_epoch(epoch)
+        model.train()
+        for xb, yb in dls.train:
+            loss = loss_func(model(xb), yb)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        model.eval()
+        with torch.no_grad():
+            preds, targs = zip(*[(model(xb), yb) for xb, yb in dls.valid])
+            (torch.cat(preds).argmax(1) != torch.cat(targs)).float().mean().item()
+
+
+class FastaiWorker:
+    """A fastai 2.8 interpreter that runs one timed ``fine_tune(1)`` per request."""
+
+    def __init__(self, python: str, path: Path, args: argparse.Namespace) -> None:
+        cmd = [python, "-c", FASTAI_SCRIPT, str(path), str(args.size), str(args.bs), str(args.workers), args.arch,
+               str(args.threads)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+    def __call__(self) -> tuple[float, float]:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the fastai worker exited with {self.proc.wait()}")
+        wall, cpu = json.loads(line)
+        return wall, cpu
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def interleaved(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, cpu) of each function, all run in every repeat in a rotating order (after a warm-up)."""
+    for f in fns.values():
+        f()  # warm-up: imports, allocator, thread pools
+    runs: dict[str, list] = {k: [] for k in fns}
+    keys = list(fns)
+    for r in range(repeats):
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:  # rotate the order: no position bias
+            runs[k].append(fns[k]())
+    return {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in runs.items()}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", type=Path, default=None, help="image folder to (re)use; default: a temp dir")
+    ap.add_argument("--n-per-class", type=int, default=128)
+    ap.add_argument("--classes", type=int, default=2)
+    ap.add_argument("--min-side", type=int, default=375, help="image sides are drawn from [min, max] (pets: ~375-500)")
+    ap.add_argument("--max-side", type=int, default=500)
+    ap.add_argument("--arch", default="resnet18", help="a torchvision model name (both libraries accept it)")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--bs", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--fastai", default=str(REPO / ".venv-fastai" / "bin" / "python"))
+    ap.add_argument("--no-fastai", action="store_true")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = make_folder(args.dir or Path(tmp) / "imgs", args.n_per_class, args.classes, args.min_side, args.max_side)
+        fns = {"raw": lambda: time_raw(path, args), "ours": lambda: time_ours(path, args)}
+        worker = None
+        if not args.no_fastai and Path(args.fastai).exists():
+            worker = fns["fastai"] = FastaiWorker(args.fastai, path, args)
+        try:
+            med = interleaved(fns, args.repeats)
+        finally:
+            if worker is not None:
+                worker.close()
+    res: dict = {"arch": args.arch, "size": args.size, "bs": args.bs, "images": args.n_per_class * args.classes,
+                 "workers": args.workers, "threads": args.threads, "repeats": args.repeats}
+    for k, (wall, cpu) in med.items():
+        res[f"{k}_wall_s"], res[f"{k}_cpu_s"] = round(wall, 3), round(cpu, 3)
+    print(f"fine_tune(1), {args.arch} {args.size}px bs={args.bs}, {res['images']} images, workers={args.workers}, "
+          f"threads={args.threads}, median of {args.repeats} interleaved runs")
+    for i, kind in enumerate(("wall", "cpu")):
+        ours = med["ours"][i]
+        line = f"  {kind:4s}: raw {med['raw'][i]:7.3f} s  vision_tl {ours:7.3f} s  = {ours / med['raw'][i]:.3f}x raw (goal <= 1.10)"
+        res[f"ours_over_raw_{kind}"] = round(ours / med["raw"][i], 3)
+        if "fastai" in med:
+            line += f"  fastai {med['fastai'][i]:7.3f} s  ours = {ours / med['fastai'][i]:.3f}x fastai (goal <= 0.75)"
+            res[f"ours_over_fastai_{kind}"] = round(ours / med["fastai"][i], 3)
+        print(line)
+    print(json.dumps(res))
+    return res
+
+
+if __name__ == "__main__":
+    main()
