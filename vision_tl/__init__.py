@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "TerminateOnNaNCallback": ".train.callbacks",
     "GradientAccumulation": ".train.callbacks",
     "GradientClip": ".train.callbacks",
+    "CheckpointCallback": ".train.callbacks",
     "accuracy": ".train.metrics",
     "error_rate": ".train.metrics",
     "top_k_accuracy": ".train.metrics",
