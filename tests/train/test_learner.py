@@ -290,3 +290,10 @@ def test_raw_model_unwraps_wrappers(tmp_path):
 
     learn.model = Wrapper(inner)
     assert learn.raw_model is inner
+
+
+def test_fp16_uses_a_grad_scaler(tmp_path):
+    learn = make_learner(tmp_path).to_fp16()
+    learn.fit(1)
+    assert learn.scaler is not None and learn.scaler.get_scale() > 0
+    assert torch.isfinite(torch.tensor(learn.recorder.values[-1][:2])).all()

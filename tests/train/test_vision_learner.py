@@ -137,3 +137,25 @@ def test_transfer_from_a_pretrained_body_beats_training_from_scratch(tmp_path):
         results[name] = learn.validate()
     assert results["transfer"][0] < results["scratch"][0]  # lower validation loss
     assert results["transfer"][1] > results["scratch"][1] + 0.2  # and clearly better accuracy
+
+
+def test_get_preds_on_an_unlabelled_test_dl(class_folder, tmp_path):
+    dls = folder_dls(class_folder)
+    learn = vision_learner(dls, "resnet10t", pretrained=False, path=tmp_path)
+    files = sorted(Path(class_folder).rglob("*.jpg"))[:5]
+    probs, targs = learn.get_preds(dl=dls.test_dl(files))
+    assert probs.shape == (5, 3) and targs is None
+
+
+@pytest.mark.gpu
+def test_cuda_trains_with_mixed_precision_and_channels_last(class_folder, tmp_path):
+    from vision_tl.train.callbacks import MixedPrecision
+
+    learn = vision_learner(folder_dls(class_folder, device="cuda"), "resnet10t", pretrained=False, path=tmp_path)
+    assert learn.device.type == "cuda" and any(isinstance(c, MixedPrecision) for c in learn.cbs)
+    learn.fine_tune(1)
+    assert all(torch.isfinite(torch.tensor(v)).all() for v in learn.recorder.values)
+    conv = learn.raw_model[0].model.conv1[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    probs, _ = learn.get_preds()
+    assert probs.dtype == torch.float32

@@ -279,7 +279,9 @@ class Learner:
     def _do_batch(self) -> None:
         self.pred = self.model(*self.xb)
         self("after_pred")
-        if not self.yb:
+        if not self.yb:  # an unlabelled test_dl: predictions only
+            if not self.training:
+                self.val_preds.append(self.pred.detach().float())
             return
         self.loss_grad = self.loss_func(self.pred, *self.yb)
         self.loss = self.loss_grad.detach()
@@ -403,11 +405,13 @@ class Learner:
             self._run_validation(dl)
         finally:
             self._keep_inputs = False
-        preds = torch.cat(self.val_preds) if self.val_preds else torch.empty(0)
-        if not self.val_preds:  # unlabelled: _do_batch returned before collecting
-            raise ValueError("get_preds: the DataLoader yielded no labelled batches; use inference.Predictor for unlabelled items")
+        if not self.val_preds:
+            raise ValueError(f"get_preds: the DataLoader yielded no batches ({dl!r})")
+        preds = torch.cat(self.val_preds)
         targs = torch.cat(self.val_targs) if self.val_targs else None
         out: list[Any] = [(act or partial(torch.softmax, dim=-1))(preds), targs]
+        if with_loss and targs is None:
+            raise ValueError("get_preds(with_loss=True) needs labels; this DataLoader yields images only")
         if with_loss:
             out.append(self._per_item_loss(preds, targs))
         if with_input:
