@@ -176,7 +176,7 @@ onnxruntime."""),
     ("code", """import numpy as np
 import onnxruntime as ort
 import torch
-from vision_tl.inference.onnx import export_onnx
+from vision_tl import export_onnx
 
 onnx_file = export_onnx(predictor, model_file.with_suffix(".onnx"))
 sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])

@@ -56,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "Recall": ".train.metrics",
     # inference
     "load_learner": ".inference.export",
+    "export_onnx": ".inference.onnx",
     "ClassificationInterpretation": ".inference.interpret",
 }
 
