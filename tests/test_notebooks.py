@@ -54,3 +54,16 @@ def test_a_broken_notebook_fails(tmp_path):
                                      resources={"metadata": {"path": str(tmp_path)}})
     with pytest.raises(nbclient.exceptions.CellExecutionError, match="broken cell"):
         client.execute()
+
+
+def test_committed_notebooks_match_their_builder():
+    """Edit ``notebooks/build_notebooks.py`` and rerun it: the two must not drift apart."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOKS / "build_notebooks.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    assert sorted(builder.NOTEBOOKS) == NAMES
+    for name, cells in builder.NOTEBOOKS.items():
+        committed = nbformat.read(NOTEBOOKS / name, as_version=4)
+        assert [c.source for c in committed.cells] == [src for _, src in cells], f"rebuild {name}"
