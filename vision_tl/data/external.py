@@ -252,7 +252,11 @@ def download_url(
             break
         except OSError as e:  # DownloadError, URLError, connection reset, timeout
             if attempt == retries or not getattr(e, "retryable", True):
-                raise DownloadError(f"{src}: giving up after {retries + 1} attempts: {e}") from e
+                raise DownloadError(
+                    f"{src}: giving up after {attempt + 1} attempt(s): {e}. Without internet access, point "
+                    f"{MIRROR_ENV} at a server or folder holding the archive (see datasets.md)",
+                    retryable=False,
+                ) from e
     try:
         verify_file(part, expected, src)
     except ChecksumError:
