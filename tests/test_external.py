@@ -26,7 +26,8 @@ from vision_tl.data.external import (
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Serves ``server.routes[path] = (bytes, mode)``; modes: ok, truncate_once, truncate, no_range."""
+    """Serves ``server.routes[path] = (bytes, mode)``; modes: ok, truncate_once, truncate, no_range,
+    wrong_range (the first transfer breaks; a resume request gets a 206 for another range)."""
 
     def log_message(self, *args):  # keep pytest output clean
         pass
@@ -41,7 +42,11 @@ class _Handler(BaseHTTPRequestHandler):
         n_seen = sum(p == self.path for p, _ in srv.requests)
         rng = self.headers.get("Range")
         start = int(rng.split("=")[1].split("-")[0]) if rng and mode != "no_range" else 0
-        if start:
+        if start and mode == "wrong_range":  # a 206 for bytes we did not ask for
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{len(body)}")
+            start = 0
+        elif start:
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         else:
@@ -49,7 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
         payload = body[start:]
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        if mode == "truncate" or (mode in ("truncate_once", "no_range") and n_seen == 1):
+        if mode == "truncate" or (mode in ("truncate_once", "no_range", "wrong_range") and n_seen == 1):
             payload = payload[: len(payload) // 2]  # promise everything, send half, hang up
         self.wfile.write(payload)
 
@@ -159,6 +164,15 @@ def test_server_without_range_support_gives_clean_restart(server, tmp_path):
     dest = download_url(f"{server.base}/big.tgz", tmp_path / "big.tgz",
                         sha256=hashlib.sha256(body).hexdigest(), show_progress=False)
     assert dest.read_bytes() == body
+
+
+def test_a_resume_answered_with_the_wrong_range_restarts_cleanly(server, tmp_path):
+    body = _big_tgz()
+    server.routes["/big.tgz"] = (body, "wrong_range")
+    dest = download_url(f"{server.base}/big.tgz", tmp_path / "big.tgz", backoff=0,
+                        sha256=hashlib.sha256(body).hexdigest(), show_progress=False)
+    assert dest.read_bytes() == body
+    assert [r for _, r in server.requests] == [None, f"bytes={len(body) // 2}-", None]
 
 
 def test_transfer_that_keeps_breaking_raises_and_leaves_no_complete_file(server, tmp_path):

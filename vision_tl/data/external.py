@@ -15,6 +15,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -191,6 +192,10 @@ def _fetch(url: str, part: Path, show_progress: bool, timeout: float) -> None:
         raise DownloadError(f"{url}: HTTP {e.code} {e.reason}", retryable=e.code >= 500) from e
     with resp:
         resumed = getattr(resp, "status", 200) == 206
+        if resumed and not resp.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+            part.unlink()  # a partial answer for another range: never splice it onto ours
+            raise DownloadError(f"{url}: server answered the wrong range "
+                                f"({resp.headers.get('Content-Range')!r} for bytes={offset}-); restarting")
         if not resumed:
             offset = 0  # the server sent the whole file: a clean restart
         length = resp.headers.get("Content-Length")
@@ -225,11 +230,13 @@ def download_url(
     overwrite: bool = False,
     retries: int = 3,
     timeout: float = 30.0,
+    backoff: float = 1.0,
 ) -> Path:
     """Download ``url`` (or its ``$VISION_TL_MIRROR`` copy) to ``dest`` and return ``dest``.
 
     Bytes go to ``dest.part``; a broken transfer is resumed with an HTTP ``Range`` request (or
-    restarted cleanly when the server will not resume), up to ``retries`` extra attempts. The file is
+    restarted cleanly when the server will not resume), up to ``retries`` extra attempts waiting
+    ``backoff * attempt`` seconds (errors such as 404 are not retried). The file is
     checked against ``size``/``sha256``/``head_md5`` before the atomic rename to ``dest``, so ``dest``
     only ever holds a complete, verified file. An existing ``dest`` is returned when it verifies and
     is never replaced unless ``overwrite=True``.
@@ -251,12 +258,14 @@ def download_url(
             _fetch(src, part, show_progress, timeout)
             break
         except OSError as e:  # DownloadError, URLError, connection reset, timeout
-            if attempt == retries or not getattr(e, "retryable", True):
-                raise DownloadError(
-                    f"{src}: giving up after {attempt + 1} attempt(s): {e}. Without internet access, point "
-                    f"{MIRROR_ENV} at a server or folder holding the archive (see datasets.md)",
-                    retryable=False,
-                ) from e
+            if attempt < retries and getattr(e, "retryable", True):
+                time.sleep(backoff * attempt)  # the first retry at once, then back off
+                continue
+            raise DownloadError(
+                f"{src}: giving up after {attempt + 1} attempt(s): {e}. Without internet access, point "
+                f"{MIRROR_ENV} at a server or folder holding the archive (see datasets.md)",
+                retryable=False,
+            ) from e
     try:
         verify_file(part, expected, src)
     except ChecksumError:
