@@ -50,12 +50,16 @@ pets-like set with the same file names instead, and a small network trained from
 
 `untar_data` downloads the archive once into `~/.vision_tl/data` (checked against its known size and
 checksum, see `datasets.md`) and returns the extracted folder. Later calls return it at once."""),
-    ("code", """if FAST:
+    ("code", """if not FAST:
+    try:
+        path = untar_data(URLs.PETS)
+        arch, size, pretrained = "resnet34", 224, True
+    except OSError as e:  # no network and no mirror: fall back to the synthetic set
+        print(f"could not download the Oxford-IIIT Pet set ({e}); using synthetic pets instead")
+        FAST = True
+if FAST:
     path = make_synthetic_pets(Path("nb_data/pets"), n_images=64, seed=42)
     arch, size, pretrained = "resnet10t", 32, False
-else:
-    path = untar_data(URLs.PETS)
-    arch, size, pretrained = "resnet34", 224, True
 files = get_image_files(path/"images")
 len(files), files[:3]"""),
     ("md", """The breed is in the file name, and the dataset's authors wrote **cat breeds with a capital
