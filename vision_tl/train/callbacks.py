@@ -22,11 +22,13 @@ from __future__ import annotations
 import csv
 import math
 import operator
+import random
 import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 if TYPE_CHECKING:
@@ -115,6 +117,15 @@ class Recorder(Callback):
 
     def before_epoch(self) -> None:
         self._start = time.perf_counter()
+
+    def state_dict(self) -> dict:
+        """The history a resumed run continues from (plain lists and floats)."""
+        return {"values": self.values, "losses": self.losses, "lrs": self.lrs, "iters": self.iters,
+                "avg": self._avg, "count": self._count}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.values, self.losses, self.lrs, self.iters = d["values"], d["losses"], d["lrs"], d["iters"]
+        self._avg, self._count = d["avg"], d["count"]
 
     def after_batch(self) -> None:
         if not self.learn.training:
@@ -438,3 +449,25 @@ class CheckpointCallback(Callback):
     def after_epoch(self) -> None:
         if (self.learn.epoch + 1) % self.every == 0 or self.learn.epoch + 1 == self.learn.n_epoch:
             self.learn.save_checkpoint(self.fname)
+
+
+def get_rng_states() -> dict:
+    """torch (CPU, CUDA), numpy and Python RNG states, in a form ``torch.load(weights_only=True)`` reads."""
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(d: dict) -> None:
+    """Restore what ``get_rng_states`` returned."""
+    torch.set_rng_state(d["torch"])
+    if d["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(d["cuda"])
+    keys, pos, has_gauss, gauss = d["numpy"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, g = d["python"]
+    random.setstate((version, tuple(internal), g))

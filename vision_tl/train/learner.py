@@ -10,14 +10,12 @@ saved and exported.
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -36,6 +34,8 @@ from .callbacks import (
     ProgressCallback,
     Recorder,
     TerminateOnNaNCallback,
+    get_rng_states,
+    set_rng_states,
 )
 from .metrics import metric_name
 
@@ -362,8 +362,9 @@ class Learner:
         self._fit(n_epoch, sched, cbs, wd, fit_index)
 
     def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
-                  pct_start: float = 0.3, div: float = 5.0, cbs: Any = None, resume: str | Path | None = None,
-                  **kwargs: Any) -> None:
+                  pct_start: float = 0.3, div: float = 5.0, div_final: float = 1e5, wd: float | None = None,
+                  moms: tuple[float, float, float] | None = None, cbs: Any = None,
+                  resume: str | Path | None = None) -> None:
         """fastai's recipe: train the head frozen, then everything with discriminative LRs.
 
         ``freeze``; one-cycle ``freeze_epochs`` at ``slice(base_lr)`` with ``pct_start=0.99``; then
@@ -371,12 +372,11 @@ class Learner:
         """
         self._begin(resume)
         self.freeze()
-        self._one_cycle(freeze_epochs, slice(base_lr), 25.0, kwargs.get("div_final", 1e5), 0.99,
-                        kwargs.get("wd"), kwargs.get("moms"), cbs, fit_index=0)
+        self._one_cycle(freeze_epochs, slice(base_lr), 25.0, div_final, 0.99, wd, moms, cbs, fit_index=0)
         base_lr /= 2
         self.unfreeze()
-        self._one_cycle(epochs, slice(base_lr / lr_mult, base_lr), div, kwargs.get("div_final", 1e5), pct_start,
-                        kwargs.get("wd"), kwargs.get("moms"), cbs, fit_index=1)
+        self._one_cycle(epochs, slice(base_lr / lr_mult, base_lr), div, div_final, pct_start, wd, moms, cbs,
+                        fit_index=1)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
                 show_plot: bool = True) -> schedule.SuggestedLRs:
@@ -467,19 +467,12 @@ class Learner:
         return self
 
     def save_checkpoint(self, name: str | Path) -> Path:
-        """Everything needed to resume after this epoch: model, optimizer, scaler, epoch, RNGs."""
-        rec = self.recorder
-        np_state = np.random.get_state()
+        """Everything needed to resume after this epoch: model, optimizer, scaler, epoch, RNGs, history."""
         state = {
             "model": self.raw_model.state_dict(), "opt": self.opt.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "epoch": self.epoch, "n_epoch": self.n_epoch, "fit_index": self.fit_index, "frozen_to": self.frozen_to,
-            "rng_torch": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "rng_numpy": [torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-            "rng_python": random.getstate(),
-            "recorder": {"values": rec.values, "losses": rec.losses, "lrs": rec.lrs, "iters": rec.iters,
-                         "avg": rec._avg, "count": rec._count},
+            "rng": get_rng_states(), "recorder": self.recorder.state_dict(),
         }
         if hasattr(self.dls.train, "state_dict"):
             state["dl"] = self.dls.train.state_dict()
@@ -498,18 +491,10 @@ class Learner:
             self.scaler.load_state_dict(state["scaler"])
         self.freeze_to(state["frozen_to"])
         self.start_epoch = state["epoch"] + 1
-        torch.set_rng_state(state["rng_torch"])
-        if state["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
-        keys, pos, has_gauss, gauss = state["rng_numpy"]
-        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-        version, internal, g = state["rng_python"]
-        random.setstate((version, tuple(internal), g))
+        set_rng_states(state["rng"])
         if "dl" in state and hasattr(self.dls.train, "load_state_dict"):
             self.dls.train.load_state_dict(state["dl"])
-        rec = state["recorder"]
-        self.recorder.values, self.recorder.losses, self.recorder.lrs = rec["values"], rec["losses"], rec["lrs"]
-        self.recorder.iters, self.recorder._avg, self.recorder._count = rec["iters"], rec["avg"], rec["count"]
+        self.recorder.load_state_dict(state["recorder"])
 
     # ----- inference (implemented in vision_tl.inference) ---------------------------------------
     def predict(self, item: Any) -> tuple:
