@@ -40,6 +40,7 @@ def test_help_lists_every_command_without_importing_torch():
         (["train", "data", "--label-from", "name-re"], "--label-from name-re takes 1 argument"),
         (["train", "data", "--label-from", "parent"], "got 'parent'"),
         (["train", "data", "--valid-pct", "1.5"], "--valid-pct must be in [0, 1), got 1.5"),
+        (["train", "--epochs", "2"], "required: DATA"),
     ],
 )
 def test_usage_errors_exit_2_and_say_why(argv, message, capsys):
@@ -120,7 +121,7 @@ def test_train_with_name_regex_labels_and_lr_find(pets_folder, tmp_path):
     images = pets_folder / "images"
     pat = r"^(.+)_\d+\.jpg$"
     plot = tmp_path / "lr.png"
-    r = run_cli("lr-find", images, "--label-from", "name-re", pat, "--arch", "resnet10t", "--no-pretrained",
+    r = run_cli("lr-find", "--label-from", "name-re", pat, images, "--arch", "resnet10t", "--no-pretrained",
                 "--size", "32", "--bs", "8", "--num-workers", "0", "--num-it", "12", "--plot", plot)
     assert r.returncode == 0, r.stderr
     assert "valley" in r.stdout and plot.stat().st_size > 0

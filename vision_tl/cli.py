@@ -32,7 +32,7 @@ def _label_args(p: argparse.ArgumentParser) -> None:
 
 
 def _train_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, metavar="DATA", help="folder of images")
+    p.add_argument("data", type=Path, nargs="?", metavar="DATA", help="folder of images")
     _label_args(p)
     p.add_argument("--arch", default="resnet34", help="timm model name (default: %(default)s)")
     p.add_argument("--size", type=int, default=224, help="image size in pixels (default: %(default)s)")
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="accuracy, error rate and confusion matrix on labelled images",
                        description="Evaluate an exported model on a labelled folder of images.")
     p.add_argument("model", type=Path, help="an exported .vtl file")
-    p.add_argument("data", type=Path, metavar="DATA", help="folder of labelled images")
+    p.add_argument("data", type=Path, nargs="?", metavar="DATA", help="folder of labelled images")
     _label_args(p)
     p.add_argument("--confusion-matrix", type=Path, metavar="PNG", help="write the confusion matrix plot here")
     p.add_argument("--bs", type=int, default=64, help="batch size (default: %(default)s)")
@@ -388,6 +388,10 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
     """Argument errors argparse cannot see alone: exit 2 with the usage line, like argparse's own."""
     try:
         if getattr(args, "label_from", None) is not None:
+            if args.data is None and len(args.label_from) > 1 + (args.label_from[0] != "folder"):
+                args.data = Path(args.label_from.pop())  # `--label-from name-re PAT DATA`: DATA was swallowed
+            if args.data is None:
+                raise CLIError("the following arguments are required: DATA")
             parse_label_from(args.label_from)
         for flag in ("epochs", "size", "bs", "top_k", "n_images", "num_it"):
             _positive(getattr(args, flag, None), f"--{flag.replace('_', '-')}")
