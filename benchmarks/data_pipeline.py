@@ -47,9 +47,13 @@ def make_images(folder: Path, n: int, seed: int = 0) -> Path:
     """Write ``n`` JPEGs of about 500x375 (both orientations), pets-style names; reuse them if present."""
     from vision_tl.data.synthetic import synthetic_image
 
+    marker = folder / ".vision_tl_benchmark"
+    if folder.exists() and any(folder.iterdir()) and not marker.exists():
+        raise SystemExit(f"--dir {str(folder)!r} is not empty and was not made by this benchmark: "
+                         "give a new or empty folder (nothing of yours is overwritten)")
     folder.mkdir(parents=True, exist_ok=True)
-    existing = sorted(folder.glob("*.jpg"))
-    if len(existing) >= n:
+    marker.touch()
+    if len(list(folder.glob("*.jpg"))) >= n:
         return folder
     rng = random.Random(seed)
     for i in range(n):
