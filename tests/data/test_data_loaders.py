@@ -357,3 +357,17 @@ def test_files_outside_the_split_and_an_empty_valid_set_are_reported(tmp_path, t
     assert dls.vocab == ["circle", "square", "stripes"]
     with pytest.warns(UserWarning, match="validation set is empty"):
         ImageDataLoaders.from_folder(root, valid_pct=0.0, item_tfms=Resize(16), **FAST)
+
+
+@pytest.mark.gpu
+def test_cuda_batches_match_the_cpu_pipeline(class_folder):
+    def make(device):
+        return ImageDataLoaders.from_folder(class_folder, valid_pct=0.25, seed=3, item_tfms=RandomResizedCrop(24),
+                                            batch_tfms=aug_transforms(), bs=8, num_workers=1, device=device)
+
+    gpu, cpu = _all(make("cuda").train), _all(make("cpu").train)
+    assert gpu[0][0].device.type == "cuda" and gpu[0][1].device.type == "cuda"
+    assert make("cuda").train._torch_loader().pin_memory
+    for (xg, yg), (xc, yc) in zip(gpu, cpu):
+        assert torch.equal(yg.cpu(), yc)
+        assert (xg.cpu() - xc).abs().mean() < 1e-3  # same seeds; float kernels differ slightly
