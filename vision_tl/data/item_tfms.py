@@ -150,6 +150,8 @@ class RandomResizedCrop(ItemTransform):
 
     @property
     def draft_size(self) -> tuple[int, int] | None:
+        """The validation resize size: JPEGs decode at least that large. A small training crop is then
+        upsampled from the reduced decode (a little softer than from full resolution, several times faster)."""
         return self._val_size
 
     def _crop_box(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
