@@ -274,14 +274,15 @@ def test_show_batch_draws_labelled_images(class_folder):
     matplotlib.use("Agg")
     dls = ImageDataLoaders.from_folder(class_folder, valid_pct=0.25, seed=0, item_tfms=Resize(16),
                                        batch_tfms=[Normalize.from_stats(*imagenet_stats)], **FAST)
-    fig = dls.show_batch(max_n=4)
+    assert dls.show_batch(max_n=2) is None  # a notebook shows the grid once, not twice
+    fig = dls.show_batch(max_n=4, return_fig=True)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == 4 and set(titles) <= set(dls.vocab)
     shown = fig.axes[0].images[0].get_array()
     assert 0 <= np.min(shown) and np.max(shown) <= 1  # un-normalized for display
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
+    plt.close("all")
 
 
 def test_summary_walks_the_pipeline_and_says_where_it_breaks(class_folder):

@@ -417,9 +417,13 @@ class DataLoaders:
         return self.train.one_batch()
 
     def show_batch(self, max_n: int = 9, nrows: int | None = None, ncols: int | None = None,
-                   figsize: tuple[float, float] | None = None, dl: TfmdDL | None = None):
-        """A matplotlib grid of one (augmented) training batch, titled with the labels; returns the figure."""
-        return _show_batch(dl or self.train, self.vocab, max_n=max_n, nrows=nrows, ncols=ncols, figsize=figsize)
+                   figsize: tuple[float, float] | None = None, dl: TfmdDL | None = None, return_fig: bool = False):
+        """A matplotlib grid of one (augmented) training batch, titled with the labels.
+
+        Returns None (so a notebook shows the grid once), or the figure with ``return_fig=True``.
+        """
+        fig = _show_batch(dl or self.train, self.vocab, max_n=max_n, nrows=nrows, ncols=ncols, figsize=figsize)
+        return fig if return_fig else None
 
     def summary(self, print_it: bool = True) -> str:
         """Walk one item through the pipeline, step by step, and say where it breaks."""
