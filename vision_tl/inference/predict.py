@@ -141,11 +141,17 @@ def _worker_init(worker_id: int) -> None:
     limit_worker_threads()
 
 
-def _default_workers(n_items: int, bs: int) -> int:
-    """Worker processes are worth their start-up cost only beyond a couple of batches."""
-    if n_items <= 2 * bs:
+def _default_workers(n_items: int, bs: int, device: torch.device) -> int:
+    """Worker processes pay off only beyond a couple of batches and with cores to spare.
+
+    On the CPU the forward pass already uses every core (decoding is ~1/4 of the work at 64 px and
+    much less at 224 px), so with 4 cores or fewer the decode runs in-process (measured faster on
+    2 cores: 640 vs 510 img/s for resnet18 at 64 px).
+    """
+    cpus = os.cpu_count() or 1
+    if n_items <= 2 * bs or (device.type == "cpu" and cpus <= 4):
         return 0
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    return max(0, min(4, cpus - 1 if device.type != "cpu" else cpus // 4))
 
 
 class Predictor:
@@ -279,7 +285,7 @@ class Predictor:
             raise ValueError(f"bs must be >= 1, got {bs}")
         if not items:
             return torch.empty(0, self.c)
-        workers = _default_workers(len(items), bs) if num_workers is None else num_workers
+        workers = _default_workers(len(items), bs, self.device) if num_workers is None else num_workers
         dl = DataLoader(
             _ItemsDataset(items, self.item_tfms), batch_size=bs, shuffle=False, num_workers=workers,
             collate_fn=_collate, pin_memory=self.device.type == "cuda",
