@@ -288,6 +288,7 @@ def test_show_batch_draws_labelled_images(class_folder):
 def test_summary_walks_the_pipeline_and_says_where_it_breaks(class_folder):
     dls = ImageDataLoaders.from_folder(class_folder, valid_pct=0.25, seed=0, item_tfms=Resize(16),
                                        batch_tfms=aug_transforms(), **FAST)
+    assert dls.summary() is None
     text = dls.summary(print_it=False)
     assert "OK" in text and "(4, 3, 16, 16)" in text and "AffineWarp" in text
     broken = ImageDataLoaders.from_folder(class_folder, valid_pct=0.25, seed=0, **FAST)  # no Resize

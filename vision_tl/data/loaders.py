@@ -425,12 +425,16 @@ class DataLoaders:
         fig = _show_batch(dl or self.train, self.vocab, max_n=max_n, nrows=nrows, ncols=ncols, figsize=figsize)
         return fig if return_fig else None
 
-    def summary(self, print_it: bool = True) -> str:
-        """Walk one item through the pipeline, step by step, and say where it breaks."""
+    def summary(self, print_it: bool = True) -> str | None:
+        """Walk one item through the pipeline, step by step, and say where it breaks.
+
+        Prints the report (and returns None, so a notebook shows it once); ``print_it=False`` returns it.
+        """
         text = _summary(self)
-        if print_it:
-            print(text)
-        return text
+        if not print_it:
+            return text
+        print(text)
+        return None
 
     def __repr__(self) -> str:
         return (f"DataLoaders(train={len(self.train_ds)} items, valid={len(self.valid_ds)} items, "
