@@ -113,3 +113,9 @@ def test_vocab_is_sorted_and_a_given_vocab_must_cover_the_labels():
     assert make_vocab(["dog", "cat"], vocab=["dog", "cat", "bird"]) == ["dog", "cat", "bird"]
     with pytest.raises(ValueError, match="'cow'"):
         make_vocab(["cow", "cat"], vocab=["cat", "dog"])
+
+
+def test_get_image_files_survives_a_symlink_loop(tmp_path):
+    _touch(tmp_path / "a" / "1.jpg")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path / "a", target_is_directory=True)
+    assert [f.name for f in get_image_files(tmp_path)] == ["1.jpg"]

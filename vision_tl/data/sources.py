@@ -50,7 +50,13 @@ def get_image_files(
     found: list[Path] = []
     for top in tops:
         if recurse:
+            seen: set[str] = set()  # real paths walked: a symlink loop must not recurse forever
             for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+                real = os.path.realpath(dirpath)
+                if real in seen:
+                    dirnames[:] = []
+                    continue
+                seen.add(real)
                 dirnames[:] = [d for d in dirnames if not d.startswith(".")]
                 found.extend(Path(dirpath) / f for f in filenames if _is_image_name(f))
         else:
