@@ -297,3 +297,24 @@ def test_fp16_uses_a_grad_scaler(tmp_path):
     learn.fit(1)
     assert learn.scaler is not None and learn.scaler.get_scale() > 0
     assert torch.isfinite(torch.tensor(learn.recorder.values[-1][:2])).all()
+
+
+@pytest.mark.slow
+def test_epoch_table_is_one_html_table_in_a_notebook(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from tinydata import TinyDLs\n"
+        "from torch import nn\n"
+        "from vision_tl.train.learner import Learner\n"
+        "m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))\n"
+        f"Learner(TinyDLs(), m, device='cpu', path={str(tmp_path)!r}).fit(2)\n"
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=300).execute()
+    tables = [o for o in nb.cells[0].outputs if o.output_type == "display_data"]
+    assert len(tables) == 1  # updated in place, not one per epoch
+    html, text = tables[0].data["text/html"], tables[0].data["text/plain"]
+    assert html.startswith("<table>") and "<th>train_loss</th>" in html
+    assert text.startswith("epoch") and "valid_loss" in text

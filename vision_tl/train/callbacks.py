@@ -191,10 +191,15 @@ class ProgressCallback(Callback):
         self.bar: Any = None
 
     def before_fit(self) -> None:
-        self._header_done = False
+        self._header_done, self._rows, self._handle = False, [], None
 
     def _open(self, desc: str) -> None:
-        from tqdm.auto import tqdm
+        import importlib.util
+
+        if _in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
+            from tqdm.notebook import tqdm
+        else:  # tqdm.auto would warn in a notebook without ipywidgets
+            from tqdm import tqdm
 
         self.bar = tqdm(total=len(self.learn.dl), desc=desc, leave=False, dynamic_ncols=True)
 
@@ -226,14 +231,49 @@ class ProgressCallback(Callback):
     def after_epoch(self) -> None:
         if not self.show_table:
             return
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         names, row = self.learn.recorder.metric_names, self.learn.recorder.log
         widths = [max(len(n), 8) for n in names]
+        header = "  ".join(n.ljust(w) for n, w in zip(names, widths))
+        line = "  ".join(_fmt(v).ljust(w) for v, w in zip(row, widths))
+        self._rows.append(row)
+        if _in_notebook():  # one HTML table per fit, updated in place (plain text as the fallback)
+            self._show_html(names, header)
+            return
         if not self._header_done:
-            tqdm.write("  ".join(n.ljust(w) for n, w in zip(names, widths)))
+            tqdm.write(header)
             self._header_done = True
-        tqdm.write("  ".join(_fmt(v).ljust(w) for v, w in zip(row, widths)))
+        tqdm.write(line)
+
+    def _show_html(self, names: list[str], header: str) -> None:
+        from html import escape
+
+        from IPython.display import display
+
+        def tr(cells: list, tag: str) -> str:
+            return "<tr>" + "".join(f"<{tag}>{escape(_fmt(c))}</{tag}>" for c in cells) + "</tr>"
+
+        html = "<table><thead>" + tr(names, "th") + "</thead><tbody>" + "".join(tr(r, "td") for r in self._rows)
+        widths = [max(len(n), 8) for n in names]
+        text = "\n".join([header] + ["  ".join(_fmt(v).ljust(w) for v, w in zip(r, widths)) for r in self._rows])
+        bundle = {"text/html": html + "</tbody></table>", "text/plain": text}
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (where an HTML table renders), without importing IPython otherwise."""
+    import sys
+
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def _monitor_index(learn: Learner, monitor: str) -> int:
