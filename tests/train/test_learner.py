@@ -318,3 +318,18 @@ def test_epoch_table_is_one_html_table_in_a_notebook(tmp_path):
     html, text = tables[0].data["text/html"], tables[0].data["text/plain"]
     assert html.startswith("<table>") and "<th>train_loss</th>" in html
     assert text.startswith("epoch") and "valid_loss" in text
+
+
+@pytest.mark.parametrize("arch", ["resnet10t", "torchvision_resnet18"])
+def test_model_config_rebuilds_the_same_network(arch):
+    """load_learner rebuilds from learn.model_config: names and shapes must match the trained model."""
+    import torchvision
+
+    from vision_tl.models.build import build_model
+
+    spec = torchvision.models.resnet18 if arch.startswith("torchvision") else arch
+    learn = vision_learner(TinyDLs(), spec, pretrained=False, lin_ftrs=[32], ps=0.1, device="cpu")
+    rebuilt = build_model(learn.model_config)
+    want = {k: v.shape for k, v in learn.raw_model.state_dict().items()}
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == want
+    assert learn.model_config.source == ("torchvision" if arch.startswith("torchvision") else "timm")
