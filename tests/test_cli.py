@@ -125,3 +125,13 @@ def test_train_with_name_regex_labels_and_lr_find(pets_folder, tmp_path):
                 "--size", "32", "--bs", "8", "--num-workers", "0", "--num-it", "12", "--plot", plot)
     assert r.returncode == 0, r.stderr
     assert "valley" in r.stdout and plot.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_demo_command_runs_the_offline_demo(tmp_path):
+    out = tmp_path / "demo"
+    r = run_cli("demo", "--out", out, "--n-images", "24", "--size", "32", "--arch", "resnet10t", "--bs", "8")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout[r.stdout.index("{\n"):])
+    assert 0 <= result["error_rate"] <= 1
+    assert any(Path(f).suffix == ".vtl" for f in result["files"]) and all(Path(f).is_file() for f in result["files"])
