@@ -259,3 +259,10 @@ def test_batch_resize_and_no_normalization_survive_export(predictor, tmp_path, i
     assert loaded.normalize is None
     assert [t.to_dict() for t in loaded.batch_tfms] == [t.to_dict() for t in predictor.batch_tfms]
     torch.testing.assert_close(loaded.predict(image_files[0])[2], predictor.predict(image_files[0])[2])
+
+
+def test_fastai_cpu_flag_loads_on_cpu(exported):
+    path, _ = exported
+    assert load_learner(path, cpu=True).device.type == "cpu"
+    with pytest.raises(ValueError, match="cpu=True contradicts"):
+        load_learner(path, device="cuda", cpu=True)

@@ -273,11 +273,12 @@ def _check_weights(path: Path, model: torch.nn.Module, sd: Mapping[str, torch.Te
     )
 
 
-def load_learner(fname: str | Path, device: str | torch.device | None = None) -> Predictor:
+def load_learner(fname: str | Path, device: str | torch.device | None = None, cpu: bool | None = None) -> Predictor:
     """Load a ``.vtl`` export as a ``Predictor`` (``.predict``, ``.predict_batch``, ``.top_k``).
 
     The model is rebuilt from the manifest with ``pretrained=False`` (no download, no training
-    data) and the weights are loaded strictly. ``device=None`` picks CUDA when available.
+    data) and the weights are loaded strictly. ``device=None`` picks CUDA when available;
+    ``cpu=True`` (fastai's spelling) means ``device="cpu"``.
 
     Raises:
         FileNotFoundError: ``fname`` does not exist.
@@ -319,7 +320,9 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None) ->
     model.eval()
     norm = m.get("normalize")
     normalize = None if norm is None else (tuple(norm["mean"]), tuple(norm["std"]))
+    if cpu and device is not None and torch.device(device).type != "cpu":
+        raise ValueError(f"load_learner: cpu=True contradicts device={device!r}")
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cpu" if cpu or not torch.cuda.is_available() else "cuda"
     return Predictor(model, m["vocab"], item_tfms, normalize, device=device, model_config=cfg, batch_tfms=batch_tfms,
                      channels_last=True)
