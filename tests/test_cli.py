@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -109,6 +110,11 @@ def test_train_predict_evaluate_end_to_end(class_folder, tmp_path):
     res = json.loads(r.stdout)
     assert res["n_images"] == 36 and res["accuracy"] + res["error_rate"] == pytest.approx(1.0)
     assert sum(map(sum, res["confusion_matrix"])) == 36 and png.stat().st_size > 0
+
+    if all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime")):
+        r = run_cli("export-onnx", model, tmp_path / "model.onnx")  # from a loaded (channels-last) model
+        assert r.returncode == 0, r.stderr
+        assert "max abs difference" in r.stdout and (tmp_path / "model.onnx").is_file()
 
     bad = tmp_path / "unreadable.jpg"
     bad.write_bytes(b"not an image")
