@@ -17,7 +17,6 @@ Conversions (documented because they change pixels):
 from __future__ import annotations
 
 import io
-import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -114,28 +113,28 @@ def open_image(
                 raise ImageError(None, "no data (0 bytes)")
             fp: object = io.BytesIO(bytes(src))
         elif isinstance(src, (str, Path)):
-            path = Path(src)
-            if not path.is_file():
-                raise ImageError(path, "no such file" if not path.exists() else "not a regular file")
-            if path.stat().st_size == 0:
-                raise ImageError(path, "empty file (0 bytes)")
-            fp = path
+            path = fp = Path(src)
         else:
             raise TypeError(f"open_image expects a path, bytes or a PIL image, got {type(src).__name__}")
-        try:
-            with warnings.catch_warnings():
-                # our own pixel limit below decides; PIL's warning would only be noise
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                img = Image.open(fp)
+        try:  # the file system is only asked again when opening fails (one syscall fewer per image)
+            img = Image.open(fp)
         except Image.DecompressionBombError as e:
             raise ImageError(path, f"too many pixels (decompression bomb?): {e}") from None
+        except FileNotFoundError:
+            raise ImageError(path, "no such file") from None
+        except (IsADirectoryError, PermissionError) as e:
+            reason = "not a regular file" if path is not None and path.is_dir() else f"cannot open: {e}"
+            raise ImageError(path, reason) from None
         except UnidentifiedImageError:
-            raise ImageError(path, "not an image file PIL can read") from None
+            empty = path is not None and path.is_file() and path.stat().st_size == 0
+            raise ImageError(path, "empty file (0 bytes)" if empty else "not an image file PIL can read") from None
         except OSError as e:
             raise ImageError(path, f"cannot open: {e}") from None
     limit = _max_pixels(max_pixels)
     w, h = img.size
     if limit is not None and w * h > limit:
+        if not isinstance(src, Image.Image):  # close only what we opened
+            img.close()
         raise ImageError(path, f"{w}x{h} = {w * h} pixels is more than the limit of {limit} (decompression bomb?)")
     try:
         if draft_size is not None and img.format == "JPEG":
@@ -147,6 +146,8 @@ def open_image(
     except ImageError:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:
+        if not isinstance(src, Image.Image):  # close only what we opened
+            img.close()
         raise ImageError(path, f"cannot decode ({type(e).__name__}: {e})") from None
 
 
