@@ -266,3 +266,11 @@ def test_fastai_cpu_flag_loads_on_cpu(exported):
     assert load_learner(path, cpu=True).device.type == "cpu"
     with pytest.raises(ValueError, match="cpu=True contradicts"):
         load_learner(path, device="cuda", cpu=True)
+
+
+def test_unknown_architecture_names_the_timm_versions(exported, tmp_path):
+    path, _ = exported
+    bad = _rewrite(path, manifest_edit=lambda m: m["model_config"].update(arch="resnet_from_the_future"),
+                   dest=tmp_path / "future_arch.vtl")
+    with pytest.raises(ExportFormatError, match=r"future_arch.vtl.*resnet_from_the_future.*exported with timm"):
+        load_learner(bad)
