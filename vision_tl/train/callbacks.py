@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .distributed import is_main_process
+
 if TYPE_CHECKING:
     from .learner import Learner
 
@@ -325,7 +327,8 @@ class EarlyStoppingCallback(_TrackerCallback):
             return
         self.wait += 1
         if self.wait >= self.patience:
-            print(f"No improvement of {self.monitor} since epoch {self.learn.epoch - self.wait}: early stopping")
+            if is_main_process():  # every rank stops; one says so
+                print(f"No improvement of {self.monitor} since epoch {self.learn.epoch - self.wait}: early stopping")
             raise CancelFitException()
 
 
@@ -351,7 +354,10 @@ class SaveModelCallback(_TrackerCallback):
 
 
 class CSVLogger(Callback):
-    """Append each epoch's row to ``path/fname`` (warns before replacing a file it did not write)."""
+    """Append each epoch's row to ``path/fname`` (warns before replacing a file it did not write).
+
+    Under torchrun only rank 0 touches the file; the other ranks do nothing.
+    """
 
     order = 56
 
@@ -359,6 +365,8 @@ class CSVLogger(Callback):
         self.fname, self.append, self._started = Path(fname), append, False
 
     def before_fit(self) -> None:
+        if not is_main_process():
+            return
         self.path = self.fname if self.fname.is_absolute() else Path(self.learn.path) / self.fname
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.append and not self._started
@@ -370,6 +378,8 @@ class CSVLogger(Callback):
         self._started = True
 
     def after_epoch(self) -> None:
+        if not is_main_process():
+            return
         with open(self.path, "a", newline="") as f:
             w = csv.writer(f)
             if self._write_header:

@@ -1,0 +1,166 @@
+"""``DistributedTrainer``: the callback that trains a Learner with ``DistributedDataParallel``.
+
+The process-group helpers it relies on (ranks, barriers, gathering, broadcasting) and
+``distrib_ctx``, the usual way to add it, are in ``distributed.py``; this module only holds the
+callback, so that ``distributed.py`` need not import the callbacks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DistributedSampler
+
+from .callbacks import Callback, CSVLogger, ProgressCallback
+from .distributed import (
+    broadcast_buffers,
+    broadcast_int,
+    check_same_split,
+    gather_in_order,
+    is_dist_initialized,
+    is_main_process,
+)
+
+_OUTPUT_CBS = (ProgressCallback, CSVLogger)  # what only rank 0 runs
+
+
+class DistributedTrainer(Callback):
+    """Train with ``DistributedDataParallel`` across the processes torchrun started.
+
+    For each ``fit`` the model is wrapped in DDP (rebuilt every fit, so the parameters that
+    ``freeze``/``unfreeze`` switch on or off are always right) and unwrapped at the end. The
+    training set is sharded by a ``DistributedSampler`` (one seed for all ranks, re-seeded every
+    epoch through ``dl.set_epoch``); the validation set by an unshuffled one whose predictions are
+    gathered back into dataset order, without the padding duplicates, before the loss and metrics
+    are computed. BatchNorm statistics are copied from rank 0 before validation and after fit.
+    On ranks other than 0 the progress bar, epoch table and CSV log are switched off during fit.
+
+    Prefer ``learn.distrib_ctx()`` (or :func:`distrib_ctx`), which also starts the process group
+    and puts each rank on its own GPU.
+
+    Args:
+        sync_bn: convert BatchNorm layers to ``SyncBatchNorm`` (CUDA only).
+        find_unused_parameters: passed to DDP, for models whose forward skips some parameters.
+        **ddp_kwargs: any other ``DistributedDataParallel`` argument.
+    """
+
+    order = -20  # wrap the model before the other callbacks' before_fit, unwrap before their after_fit
+
+    def __init__(self, sync_bn: bool = False, find_unused_parameters: bool = False, **ddp_kwargs: Any) -> None:
+        self.sync_bn, self.find_unused_parameters, self.ddp_kwargs = sync_bn, find_unused_parameters, ddp_kwargs
+        self._sharded: dict[int, tuple[Any, Any, int | None]] = {}  # id(dl) -> (dl, old sampler, old seed)
+        self._valid_dl: Any = None
+        self._muted: list[Callback] = []
+        self._muted_at_fit = False
+        self._gather = False
+
+    # -- data -----------------------------------------------------------------------------------
+    def shard_loaders(self) -> None:
+        """Give the train and valid DataLoaders distributed samplers (idempotent)."""
+        if not is_dist_initialized():
+            raise RuntimeError(
+                "DistributedTrainer needs a process group: launch with torchrun and use learn.distrib_ctx() "
+                "(or call setup_distributed() first)"
+            )
+        world, rank = dist.get_world_size(), dist.get_rank()
+        dls = self.learn.dls
+        train, valid = dls.train, dls.valid
+        if not self._sharded:
+            check_same_split(train.dataset, valid.dataset, device=self.learn.device)
+        if id(train) not in self._sharded:
+            seed = broadcast_int(int(getattr(train, "seed", 0)), device=self.learn.device)
+            sampler = DistributedSampler(train.dataset, world, rank, shuffle=True, seed=seed)
+            self._sharded[id(train)] = (train, train.sampler, getattr(train, "seed", None))
+            train.sampler = sampler
+            if getattr(train, "seed", None) is not None:
+                train.seed = seed + rank  # every rank draws its own augmentations
+            if len(train) == 0:
+                raise ValueError(
+                    f"each of the {world} processes gets {len(sampler)} training items, fewer than bs={train.bs} "
+                    "with drop_last: use a smaller bs"
+                )
+        if id(valid) not in self._sharded:
+            self._sharded[id(valid)] = (valid, valid.sampler, None)
+            valid.sampler = DistributedSampler(valid.dataset, world, rank, shuffle=False)
+        self._valid_dl = valid
+
+    def unshard_loaders(self) -> None:
+        """Put the DataLoaders' own samplers (and seeds) back."""
+        for dl, sampler, seed in self._sharded.values():
+            dl.sampler = sampler
+            if seed is not None:
+                dl.seed = seed
+        self._sharded, self._valid_dl = {}, None
+
+    # -- events ---------------------------------------------------------------------------------
+    def before_fit(self) -> None:
+        self.shard_loaders()
+        learn = self.learn
+        model = learn.raw_model
+        if self.sync_bn:
+            if learn.device.type != "cuda":
+                raise ValueError(f"sync_bn=True needs CUDA devices; this learner trains on {learn.device}")
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # shares the parameters
+        cuda = learn.device.type == "cuda"
+        ids = [learn.device.index if learn.device.index is not None else torch.cuda.current_device()] if cuda else None
+        learn.model = DDP(model, device_ids=ids, find_unused_parameters=self.find_unused_parameters,
+                          **self.ddp_kwargs)
+        self._muted_at_fit = not self._muted
+        self.mute_outputs()  # for callbacks added with fit(cbs=...); their before_fit has already run
+
+    def after_loss(self) -> None:
+        """Average the logged training loss over ranks: the global batch's loss, the same everywhere.
+
+        Only ``learn.loss`` (what is recorded and checked for NaN) changes, not the loss that is
+        back-propagated; every rank then stops together on a NaN instead of leaving the others
+        waiting in a collective.
+        """
+        if self.learn.training:
+            loss = self.learn.loss.detach().float().clone()
+            dist.all_reduce(loss)
+            self.learn.loss = loss / dist.get_world_size()
+
+    def before_validate(self) -> None:
+        broadcast_buffers(self.learn.raw_model)
+        self._gather = self.learn.dl is self._valid_dl
+
+    def before_metrics(self) -> None:
+        """Replace this rank's predictions by all ranks', in order; recompute the loss sum."""
+        learn = self.learn
+        if not self._gather or not learn.val_targs:
+            return
+        n = len(self._valid_dl.dataset)
+        preds = gather_in_order(torch.cat(learn.val_preds), n)
+        targs = gather_in_order(torch.cat(learn.val_targs), n)
+        learn.val_preds, learn.val_targs = [preds], [targs]
+        if learn.val_inputs:
+            learn.val_inputs = [gather_in_order(torch.cat(learn.val_inputs), n)]
+        with torch.no_grad():
+            learn._val_loss_sum = learn.loss_func(preds, targs).float() * len(targs)
+
+    def after_fit(self) -> None:
+        learn = self.learn
+        broadcast_buffers(learn.raw_model)
+        learn.model = learn.raw_model
+        if self._muted_at_fit:
+            self.unmute_outputs()
+
+    # -- rank-0 output --------------------------------------------------------------------------
+    def mute_outputs(self) -> None:
+        """On ranks other than 0, take out the callbacks that print or write logs (progress, CSV)."""
+        if is_main_process():
+            return
+        learn = self.learn
+        muted = [c for c in learn.cbs if isinstance(c, _OUTPUT_CBS) and c not in self._muted]
+        for c in muted:
+            learn.remove_cb(c)
+        self._muted += muted
+
+    def unmute_outputs(self) -> None:
+        """Put back what :meth:`mute_outputs` took out."""
+        for c in self._muted:
+            self.learn.add_cb(c)
+        self._muted = []
