@@ -5,11 +5,14 @@ The loop (``_do_fit`` → ``_do_epoch`` → ``_do_batch``) is short on purpose; 
 that reacts to the named events listed in ``callbacks.py``. ``learn.model`` may be wrapped
 (DDP, ``torch.compile``) by a callback; ``learn.raw_model`` is always the plain module that is
 saved and exported.
+
+Parameter groups, the optimizer and freezing are in ``param_groups.py``; save/load and resumable
+checkpoints in ``checkpoint.py``; the ``vision_learner`` factory in ``vision.py`` (re-exported
+here); prediction and export in ``vision_tl.inference`` (imported when first used).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -19,9 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models.build import ModelConfig, config_for
-from ..models.split import check_groups, default_splitter, layerwise_splitter
-from . import schedule
+from ..models.build import ModelConfig
+from ..models.split import check_groups, default_splitter
+from . import checkpoint, param_groups, schedule
 from .callbacks import (
     Callback,
     CancelBatchException,
@@ -34,18 +37,14 @@ from .callbacks import (
     ProgressCallback,
     Recorder,
     TerminateOnNaNCallback,
-    get_rng_states,
-    set_rng_states,
 )
 from .metrics import metric_name
+from .param_groups import adamw
+from .vision import cnn_learner, vision_learner
 
-_NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm, nn.GroupNorm)
+__all__ = ["Learner", "TrainingOOMError", "adamw", "cnn_learner", "default_device", "vision_learner"]
+
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-def adamw(params: list[dict], lr: float) -> torch.optim.Optimizer:
-    """fastai's default optimizer settings on torch's AdamW (decoupled weight decay)."""
-    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), eps=1e-5)
 
 
 def default_device() -> torch.device:
@@ -86,8 +85,7 @@ class Learner:
         self.lr_mults = list(lr_mults) if lr_mults is not None else [1.0] * self.n_groups
         if len(self.lr_mults) != self.n_groups:
             raise ValueError(f"lr_mults has {len(self.lr_mults)} values for {self.n_groups} parameter groups")
-        norm_params = {id(p) for m in self.raw_model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters()}
-        self._norm_ids = norm_params
+        self._norm_ids = param_groups.norm_param_ids(self.raw_model)
         self.opt: torch.optim.Optimizer | None = None
         self.scaler: Any = None
         self.frozen_to, self.fitting, self.training, self.fit_index = 0, False, False, 0
@@ -164,14 +162,7 @@ class Learner:
 
     def create_opt(self) -> torch.optim.Optimizer:
         """One or two optimizer groups per parameter group: weight decay only on tensors with ndim >= 2."""
-        lrs = self._lrs(self.lr)
-        specs = []
-        for i, g in enumerate(self.param_groups):
-            for decay in (True, False):
-                ps = [p for p in g if (p.ndim >= 2) == decay]
-                if ps:
-                    specs.append({"params": ps, "lr": lrs[i], "weight_decay": self.wd if decay else 0.0, "group": i, "decay": decay})
-        self.opt = self.opt_func(specs, lrs[-1])
+        self.opt = param_groups.create_opt(self.opt_func, self.param_groups, self._lrs(self.lr), self.wd)
         return self.opt
 
     def _lrs(self, lr: Any) -> list[float]:
@@ -179,42 +170,20 @@ class Learner:
 
     def group_lrs(self) -> list[float]:
         """The learning rate each parameter group has right now (the last one applied)."""
-        out = [0.0] * self.n_groups
-        for pg in self.opt.param_groups if self.opt else []:
-            out[pg["group"]] = pg["lr"]
-        return out
+        return param_groups.group_lrs(self.opt, self.n_groups)
 
     def group_mom(self) -> float | None:
-        pg = self.opt.param_groups[0] if self.opt else {}
-        return pg["betas"][0] if "betas" in pg else pg.get("momentum")
+        return param_groups.group_mom(self.opt)
 
     def _set_hypers(self, lrs: list[float], mom: float | None, wd: float | None) -> None:
-        for pg in self.opt.param_groups:
-            pg["lr"] = lrs[pg["group"]]
-            if mom is not None and "betas" in pg:
-                pg["betas"] = (mom, pg["betas"][1])
-            elif mom is not None and "momentum" in pg:
-                pg["momentum"] = mom
-            if wd is not None and pg.get("decay"):
-                pg["weight_decay"] = wd
+        param_groups.set_hypers(self.opt, lrs, mom, wd)
 
     def freeze_to(self, n: int) -> None:
         """Freeze parameter groups ``[:n]`` (negative ``n`` counts from the end).
 
         With ``train_bn=True`` the normalization layers of frozen groups still train (fastai).
         """
-        if n != 0 and self.n_groups < 2:
-            raise ValueError(
-                "cannot freeze a model with a single parameter group: pass a splitter that returns "
-                "body and head groups, or train it whole with fit_one_cycle"
-            )
-        idx = n if n >= 0 else self.n_groups + n
-        if not 0 <= idx < self.n_groups:
-            raise ValueError(f"freeze_to({n}) is out of range for a model with {self.n_groups} parameter groups")
-        for i, g in enumerate(self.param_groups):
-            for p in g:
-                p.requires_grad_(i >= idx or (self.train_bn and id(p) in self._norm_ids))
-        self.frozen_to = idx
+        self.frozen_to = param_groups.freeze_to(self.param_groups, n, self.train_bn, self._norm_ids)
 
     def freeze(self) -> None:
         """Train only the last group (the head), and normalization layers when ``train_bn``."""
@@ -250,7 +219,7 @@ class Learner:
 
     def _do_fit(self) -> None:
         if self._resume is not None:
-            self._restore_checkpoint(self._resume)
+            checkpoint.restore_checkpoint(self, self._resume)
             self._resume = None
         for epoch in range(self.start_epoch, self.n_epoch):
             self.epoch = epoch
@@ -333,7 +302,7 @@ class Learner:
 
     # ----- training recipes --------------------------------------------------------------------
     def _begin(self, resume: str | Path | None) -> None:
-        self._resume = self._read_checkpoint(resume) if resume is not None else None
+        self._resume = checkpoint.read_checkpoint(self, resume) if resume is not None else None
 
     def fit(self, n_epoch: int, lr: Any = None, wd: float | None = None, cbs: Any = None,
             resume: str | Path | None = None) -> None:
@@ -441,60 +410,19 @@ class Learner:
         self.scaler = None
         return self.remove_cb(MixedPrecision)
 
-    # ----- files -------------------------------------------------------------------------------
-    def _file(self, name: str | Path) -> Path:
-        p = Path(name)
-        if p.suffix != ".pth":
-            p = p.with_name(p.name + ".pth")
-        return p if p.is_absolute() else self.path / self.model_dir / p
-
+    # ----- files (implemented in checkpoint.py) -------------------------------------------------
     def save(self, name: str | Path, with_opt: bool = True) -> Path:
         """Save model (and optimizer) state to ``path/model_dir/name.pth``; returns the file."""
-        state = {"model": self.raw_model.state_dict()}
-        if with_opt and self.opt is not None:
-            state["opt"] = self.opt.state_dict()
-        return _atomic_save(state, self._file(name))
+        return checkpoint.save_weights(self, name, with_opt)
 
     def load(self, name: str | Path, with_opt: bool = True, strict: bool = True) -> Learner:
         """Load what ``save`` wrote (safely: ``weights_only=True``)."""
-        f = self._file(name)
-        if not f.is_file():
-            raise FileNotFoundError(f"no saved model at {str(f)!r}")
-        state = torch.load(f, map_location=self.device, weights_only=True)
-        self.raw_model.load_state_dict(state["model"], strict=strict)
-        if with_opt and "opt" in state:
-            (self.opt or self.create_opt()).load_state_dict(state["opt"])
+        checkpoint.load_weights(self, name, with_opt, strict)
         return self
 
     def save_checkpoint(self, name: str | Path) -> Path:
         """Everything needed to resume after this epoch: model, optimizer, scaler, epoch, RNGs, history."""
-        state = {
-            "model": self.raw_model.state_dict(), "opt": self.opt.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-            "epoch": self.epoch, "n_epoch": self.n_epoch, "fit_index": self.fit_index, "frozen_to": self.frozen_to,
-            "rng": get_rng_states(), "recorder": self.recorder.state_dict(),
-        }
-        if hasattr(self.dls.train, "state_dict"):
-            state["dl"] = self.dls.train.state_dict()
-        return _atomic_save(state, self._file(name))
-
-    def _read_checkpoint(self, name: str | Path) -> dict:
-        f = self._file(name)
-        if not f.is_file():
-            raise FileNotFoundError(f"resume={str(name)!r}: no checkpoint at {str(f)!r}")
-        return torch.load(f, map_location="cpu", weights_only=True)
-
-    def _restore_checkpoint(self, state: dict) -> None:
-        self.raw_model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        if state["scaler"] and self.scaler is not None:
-            self.scaler.load_state_dict(state["scaler"])
-        self.freeze_to(state["frozen_to"])
-        self.start_epoch = state["epoch"] + 1
-        set_rng_states(state["rng"])
-        if "dl" in state and hasattr(self.dls.train, "load_state_dict"):
-            self.dls.train.load_state_dict(state["dl"])
-        self.recorder.load_state_dict(state["recorder"])
+        return checkpoint.save_checkpoint(self, name)
 
     # ----- inference (implemented in vision_tl.inference) ---------------------------------------
     def predict(self, item: Any) -> tuple:
@@ -548,86 +476,3 @@ class Learner:
 
 def _bf16_ok(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
-
-
-def _atomic_save(state: dict, f: Path) -> Path:
-    """Write via a temporary file and rename, so a crash never leaves a half-written file.
-
-    Under torchrun only rank 0 writes; every rank returns once the file is there.
-    """
-    from .distributed import barrier, is_main_process
-
-    if not is_main_process():
-        barrier()
-        return f
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f".{f.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, f)
-    barrier()
-    return f
-
-
-def vision_learner(
-    dls: Any, arch: Any, pretrained: bool = True, weights: str | Path | None = None, metrics: Any = None,
-    loss_func: Callable | None = None, opt_func: Callable = adamw, lr: float | slice = 1e-3,
-    splitter: Callable | None = None, cbs: Any = None, path: str | Path | None = None, model_dir: str | Path = "models",
-    wd: float | None = None, train_bn: bool = True, moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
-    normalize: bool = True, n_out: int | None = None, concat_pool: bool = True, lin_ftrs: list[int] | None = None,
-    ps: float = 0.5, first_bn: bool = True, bn_final: bool = False, custom_head: nn.Module | None = None,
-    layer_decay: float | None = None, device: torch.device | str | None = None, compile: bool = False,
-    amp: bool | None = None,
-) -> Learner:
-    """A Learner for transfer learning: pretrained ``arch`` body + a new head sized to ``dls.c``.
-
-    ``arch``: a timm name (``"resnet34"``), a torchvision builder or an ``nn.Module`` body;
-    ``weights``: a local ``.safetensors``/``.pth`` file for the body (works offline). The
-    backbone's normalization stats are appended to ``dls.batch_tfms`` when ``normalize`` and none
-    is there. ``layer_decay`` (e.g. 0.75) gives one group per body layer with timm-style decayed
-    LRs. The model starts frozen (head only) when pretrained.
-
-    Example:
-        >>> learn = vision_learner(dls, "resnet34", metrics=error_rate)
-        >>> learn.fine_tune(1)
-    """
-    from ..models.backbones import create_body
-    from ..models.heads import create_head
-
-    n_out = n_out if n_out is not None else getattr(dls, "c", None)
-    if not isinstance(n_out, int) or n_out < 1:
-        raise ValueError(f"n_out must be a positive int (default: dls.c), got {n_out!r}")
-    body, nf, stats = create_body(arch, pretrained=pretrained, weights=weights)
-    head = custom_head if custom_head is not None else create_head(
-        nf, n_out, lin_ftrs=lin_ftrs, ps=ps, concat_pool=concat_pool, first_bn=first_bn, bn_final=bn_final)
-    model = nn.Sequential(body, head)
-    cfg = None if custom_head is not None else config_for(
-        arch, n_out, stats, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps, bn_final=bn_final, first_bn=first_bn)
-    if normalize:
-        _add_normalize(dls, stats)
-    lr_mults = None
-    if layer_decay is not None:
-        if splitter is not None:
-            raise ValueError("pass either splitter or layer_decay, not both")
-        splitter = layerwise_splitter
-        lr_mults = schedule.layer_decay_mults(len(layerwise_splitter(model)), layer_decay)
-    learn = Learner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=splitter or default_splitter,
-                    cbs=cbs, metrics=metrics, path=path, model_dir=model_dir, wd=wd, train_bn=train_bn, moms=moms,
-                    model_config=cfg, device=device, lr_mults=lr_mults, amp=amp)
-    if (pretrained or weights is not None) and learn.n_groups > 1:
-        learn.freeze()
-    if compile:
-        learn.model = torch.compile(learn.model)
-    return learn
-
-
-def _add_normalize(dls: Any, stats: dict) -> None:
-    from ..data.batch_tfms import Normalize
-
-    tfms = getattr(dls, "batch_tfms", None)
-    if tfms is None:
-        return
-    if not any(isinstance(t, Normalize) for t in tfms):
-        tfms.append(Normalize.from_stats(stats["mean"], stats["std"]))
-
-
-cnn_learner = vision_learner

@@ -1,0 +1,83 @@
+"""The optimizer over parameter groups: AdamW defaults, per-group hyper-parameters, freezing.
+
+Pure functions of a model's parameter groups (the splitter's output) and an optimizer, used by
+``Learner.create_opt``, ``freeze_to`` and the fit loop. Each optimizer group remembers which
+parameter group it belongs to (``"group"``) and whether it takes weight decay (``"decay"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+_NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm, nn.GroupNorm)
+
+
+def adamw(params: list[dict], lr: float) -> torch.optim.Optimizer:
+    """fastai's default optimizer settings on torch's AdamW (decoupled weight decay)."""
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), eps=1e-5)
+
+
+def norm_param_ids(model: nn.Module) -> set[int]:
+    """``id``s of the parameters of normalization layers (they keep training when ``train_bn``)."""
+    return {id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters()}
+
+
+def create_opt(opt_func: Callable, param_groups: Sequence[Sequence[nn.Parameter]], lrs: Sequence[float],
+               wd: float) -> torch.optim.Optimizer:
+    """One or two optimizer groups per parameter group: weight decay only on tensors with ndim >= 2."""
+    specs = []
+    for i, g in enumerate(param_groups):
+        for decay in (True, False):
+            ps = [p for p in g if (p.ndim >= 2) == decay]
+            if ps:
+                specs.append({"params": ps, "lr": lrs[i], "weight_decay": wd if decay else 0.0, "group": i, "decay": decay})
+    return opt_func(specs, lrs[-1])
+
+
+def group_lrs(opt: torch.optim.Optimizer | None, n_groups: int) -> list[float]:
+    """The learning rate each parameter group has right now (the last one applied)."""
+    out = [0.0] * n_groups
+    for pg in opt.param_groups if opt else []:
+        out[pg["group"]] = pg["lr"]
+    return out
+
+
+def group_mom(opt: torch.optim.Optimizer | None) -> float | None:
+    """The momentum (Adam's beta1, or SGD's momentum) of the first optimizer group."""
+    pg = opt.param_groups[0] if opt else {}
+    return pg["betas"][0] if "betas" in pg else pg.get("momentum")
+
+
+def set_hypers(opt: torch.optim.Optimizer, lrs: Sequence[float], mom: float | None, wd: float | None) -> None:
+    """Apply per-group LRs, and momentum and weight decay (decayed groups only) when given."""
+    for pg in opt.param_groups:
+        pg["lr"] = lrs[pg["group"]]
+        if mom is not None and "betas" in pg:
+            pg["betas"] = (mom, pg["betas"][1])
+        elif mom is not None and "momentum" in pg:
+            pg["momentum"] = mom
+        if wd is not None and pg.get("decay"):
+            pg["weight_decay"] = wd
+
+
+def freeze_to(param_groups: Sequence[Sequence[nn.Parameter]], n: int, train_bn: bool, norm_ids: set[int]) -> int:
+    """Freeze parameter groups ``[:n]`` (negative ``n`` counts from the end); returns the index frozen to.
+
+    With ``train_bn=True`` the normalization layers of frozen groups still train (fastai).
+    """
+    n_groups = len(param_groups)
+    if n != 0 and n_groups < 2:
+        raise ValueError(
+            "cannot freeze a model with a single parameter group: pass a splitter that returns "
+            "body and head groups, or train it whole with fit_one_cycle"
+        )
+    idx = n if n >= 0 else n_groups + n
+    if not 0 <= idx < n_groups:
+        raise ValueError(f"freeze_to({n}) is out of range for a model with {n_groups} parameter groups")
+    for i, g in enumerate(param_groups):
+        for p in g:
+            p.requires_grad_(i >= idx or (train_bn and id(p) in norm_ids))
+    return idx
