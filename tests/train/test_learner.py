@@ -333,3 +333,18 @@ def test_model_config_rebuilds_the_same_network(arch):
     want = {k: v.shape for k, v in learn.raw_model.state_dict().items()}
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == want
     assert learn.model_config.source == ("torchvision" if arch.startswith("torchvision") else "timm")
+
+
+def test_fine_tune_phases_see_different_shuffles(tmp_path):
+    """The frozen and the unfrozen epoch of fine_tune must not replay the same batch order."""
+    orders: dict[int, list[list[int]]] = {}
+
+    class Order(Callback):
+        def before_batch(self):
+            orders.setdefault(self.learn.fit_index, []).append(self.learn.yb[0].tolist())
+
+    learn = make_learner(tmp_path)
+    learn.fine_tune(1, freeze_epochs=1, cbs=[Order()])
+    assert set(orders) == {0, 1}
+    assert orders[0] != orders[1]
+    assert learn.epochs_done == 2

@@ -68,7 +68,7 @@ def save_checkpoint(learn: Learner, name: str | Path) -> Path:
     state = {
         "model": learn.raw_model.state_dict(), "opt": learn.opt.state_dict(),
         "scaler": learn.scaler.state_dict() if learn.scaler is not None else {},
-        "epoch": learn.epoch, "n_epoch": learn.n_epoch, "fit_index": learn.fit_index, "frozen_to": learn.frozen_to,
+        "epoch": learn.epoch, "epochs_done": learn.epochs_done, "n_epoch": learn.n_epoch, "fit_index": learn.fit_index, "frozen_to": learn.frozen_to,
         "rng": get_rng_states(), "recorder": learn.recorder.state_dict(),
     }
     if hasattr(learn.dls.train, "state_dict"):
@@ -92,6 +92,7 @@ def restore_checkpoint(learn: Learner, state: dict) -> None:
         learn.scaler.load_state_dict(state["scaler"])
     learn.freeze_to(state["frozen_to"])
     learn.start_epoch = state["epoch"] + 1
+    learn.epochs_done = int(state.get("epochs_done", state["epoch"] + 1))  # counted at that epoch's start
     set_rng_states(state["rng"])
     if "dl" in state and hasattr(learn.dls.train, "load_state_dict"):
         learn.dls.train.load_state_dict(state["dl"])

@@ -90,6 +90,7 @@ class Learner:
         self.scaler: Any = None
         self.frozen_to, self.fitting, self.training, self.fit_index = 0, False, False, 0
         self.epoch, self.n_epoch, self.iter, self.start_epoch = 0, 1, 0, 0
+        self.epochs_done = 0  # over every fit of this learner: the data's shuffle/augmentation stream
         self.val_results: list[float] | None = None
         self._resume: dict | None = None
         self.cbs: list[Callback] = []
@@ -228,7 +229,9 @@ class Learner:
     def _do_epoch(self) -> None:
         self.dl, self.training = self.dls.train, True
         if hasattr(self.dl, "set_epoch"):
-            self.dl.set_epoch(self.epoch)
+            # a run-wide count, so fine_tune's frozen and unfrozen phases see different orders
+            self.dl.set_epoch(self.epochs_done)
+        self.epochs_done += 1
         self.model.train()
         self._with_events(self._train_batches, "train", CancelTrainException)
         self._run_validation(self.dls.valid)
