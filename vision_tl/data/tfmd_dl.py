@@ -1,0 +1,249 @@
+"""``TfmdDL``: batches of one dataset, moved to the device once and transformed there, seeded per item.
+
+Flow: the dataset decodes a file (JPEG draft mode when shrinking) and applies the item transforms in
+a worker, returning uint8 HWC; batches are collated to uint8 NCHW, moved to the device once
+(pinned, non-blocking on CUDA) and only there turned to float by the batch transforms. On a CPU
+device the workers run the batch transforms as well, leaving the main process to the model.
+
+Reproducibility: the sampler hands every index to the workers together with a per-item seed derived
+from ``(seed, epoch, position)``, so a seeded run draws the same crops whatever the number of
+workers; shuffling is seeded from ``(seed, epoch)`` and each batch's transforms from its first item.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from .batch_tfms import BatchTransform, apply_batch_tfms
+from .datasets import ImageDataset, collate_uint8
+from .item_tfms import limit_worker_threads
+
+__all__ = ["TfmdDL", "default_device", "default_num_workers"]
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_num_workers() -> int:
+    """One worker per CPU core, at most 8 (decoding is the bottleneck; more rarely helps)."""
+    return min(os.cpu_count() or 1, 8)
+
+
+def _check_device(device: torch.device | str) -> torch.device:
+    """A torch device that exists here (a clear error instead of a failure at the first batch)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r} ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available on this machine; use device='cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} but MPS is not available on this machine; use device='cpu'")
+    return dev
+
+
+def _batch_generator(key: Any) -> torch.Generator:
+    """The batch transforms' generator, seeded from the batch's first item seed ``(seed, epoch, position)``."""
+    g = torch.Generator()
+    if key is None:
+        return g.manual_seed(int(torch.randint(2**62, (1,)).item()))
+    return g.manual_seed(int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] >> 1))
+
+
+class _Collate:
+    """Collate to uint8 NCHW, keeping the batch's seed; with ``batch_tfms`` also runs them (in the worker).
+
+    Running the batch transforms in the workers is used for a CPU device only: there the workers are
+    the device, and the main process stays free for the model.
+    """
+
+    def __init__(self, batch_tfms: list[BatchTransform] | None = None, train: bool = False):
+        self.batch_tfms, self.train = batch_tfms, train
+
+    def __call__(self, batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        x, y = collate_uint8(batch)
+        key = batch[0][2] if len(batch[0]) > 2 else None
+        if self.batch_tfms is not None:
+            x = apply_batch_tfms(x, self.batch_tfms, self.train, generator=_batch_generator(key))
+        return x, y, key
+
+
+def _worker_init(worker_id: int) -> None:
+    """Single-threaded OpenCV; numpy's global RNG seeded per worker (torch seeds only torch and random),
+    so custom transforms that use ``np.random`` do not repeat the same draws in every worker."""
+    limit_worker_threads()
+    np.random.seed(torch.initial_seed() % 2**32)
+
+
+class _SeededSampler(Sampler):
+    """Yields ``(index, (seed, epoch, position))`` from the DataLoader's current index order."""
+
+    def __init__(self, dl: TfmdDL):
+        # a weak reference: no cycle, so dropping the TfmdDL shuts its persistent workers down at once
+        self._dl = weakref.ref(dl)
+
+    @property
+    def dl(self) -> TfmdDL:
+        dl = self._dl()
+        if dl is None:
+            raise RuntimeError("the TfmdDL of this sampler no longer exists")
+        return dl
+
+    def __len__(self) -> int:
+        return len(self.dl._indices_sampler())
+
+    def __iter__(self) -> Iterator[tuple[int, tuple[int, int, int]]]:
+        dl = self.dl
+        seed, epoch = dl.seed, dl._current_epoch
+        for pos, i in enumerate(dl._indices_sampler()):
+            yield int(i), (seed, epoch, pos)
+
+
+class _EpochPermutation(Sampler):
+    """A permutation of ``range(n)`` from ``numpy.random.default_rng((seed, epoch))``."""
+
+    def __init__(self, n: int, seed: int, epoch: int, shuffle: bool):
+        self.n, self.seed, self.epoch, self.shuffle = n, seed, epoch, shuffle
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.n))
+        return iter(np.random.default_rng((self.seed, self.epoch)).permutation(self.n).tolist())
+
+
+class TfmdDL:
+    """Batches of ``(xb, yb)``: float32 NCHW on ``device`` after ``batch_tfms``, int64 labels.
+
+    ``train=True`` shuffles and applies random transforms. ``batch_tfms`` is read at iteration time
+    (the learner appends ``Normalize`` to it). ``sampler`` may be replaced (e.g. a
+    ``DistributedSampler``); ``set_epoch`` re-seeds shuffling and augmentation (it also advances by
+    one after every pass, so epochs differ without it).
+    """
+
+    def __init__(
+        self, dataset: ImageDataset, bs: int = 64, train: bool = False,
+        batch_tfms: list[BatchTransform] | None = None, device: torch.device | str | None = None,
+        num_workers: int | None = None, drop_last: bool | None = None, seed: int | None = None,
+        with_labels: bool = True, persistent_workers: bool = True,
+    ):
+        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
+            raise ValueError(f"bs must be a positive int, got {bs!r}")
+        num_workers = default_num_workers() if num_workers is None else num_workers
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+        self.dataset, self.bs, self.train, self.num_workers = dataset, bs, train, num_workers
+        self.batch_tfms = batch_tfms if batch_tfms is not None else []
+        self.device = _check_device(device) if device is not None else default_device()
+        self.drop_last = drop_last  # None: automatic, see the property
+        self.seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
+        self.with_labels, self.persistent_workers = with_labels, persistent_workers
+        self._sampler: Sampler | None = None
+        self._epoch, self._current_epoch = 0, 0
+        self._loader: DataLoader | None = None
+        self._loader_key: tuple | None = None
+
+    @property
+    def drop_last(self) -> bool:
+        """Drop a last partial batch? Default: on train (BatchNorm dislikes a batch of 1), unless it is the only one."""
+        if self._drop_last is not None:
+            return self._drop_last
+        return self.train and len(self._indices_sampler()) > self.bs
+
+    @drop_last.setter
+    def drop_last(self, value: bool | None) -> None:
+        self._drop_last = value
+        self._loader = None
+
+    # -- sampling -------------------------------------------------------------------------------
+    @property
+    def sampler(self) -> Sampler | None:
+        """A user-set index sampler (None: our own seeded shuffle on train, in order on valid)."""
+        return self._sampler
+
+    @sampler.setter
+    def sampler(self, sampler: Sampler | None) -> None:
+        self._sampler = sampler
+        self._loader = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Seed shuffling and augmentation for ``epoch`` (and forward it to a user sampler)."""
+        self._epoch = int(epoch)
+        if self._sampler is not None and hasattr(self._sampler, "set_epoch"):
+            self._sampler.set_epoch(epoch)
+
+    def _indices_sampler(self) -> Sampler:
+        if self._sampler is not None:
+            return self._sampler
+        return _EpochPermutation(len(self.dataset), self.seed, self._current_epoch, self.train)
+
+    # -- iteration ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        n = len(self._indices_sampler())
+        return n // self.bs if self.drop_last else math.ceil(n / self.bs)
+
+    def _torch_loader(self) -> DataLoader:
+        ds, workers = self.dataset, self.num_workers
+        in_workers = (self.device.type == "cpu" and workers > 0 and bool(self.batch_tfms)
+                      and all(isinstance(t, BatchTransform) for t in self.batch_tfms))
+        # workers hold copies of the dataset and batch transforms: rebuild them when those change
+        key = (self.bs, self.drop_last, workers, self.device.type, id(self._sampler), id(ds), ds.train,
+               ds.on_bad_image, tuple(repr(t) for t in ds.item_tfms), len(ds), self.train,
+               tuple(id(t) for t in self.batch_tfms) if in_workers else None)
+        if self._loader is None or self._loader_key != key:
+            collate = _Collate(list(self.batch_tfms) if in_workers else None, self.train)
+            self._loader = DataLoader(
+                self.dataset, batch_size=self.bs, sampler=_SeededSampler(self), drop_last=self.drop_last,
+                collate_fn=collate, num_workers=workers, pin_memory=self.device.type == "cuda",
+                persistent_workers=self.persistent_workers and workers > 0,
+                worker_init_fn=_worker_init if workers > 0 else None,
+                prefetch_factor=4 if workers > 0 else None,
+            )
+            self._loader_key = key
+        return self._loader
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        self._current_epoch = self._epoch
+        self._epoch += 1
+        for xb, yb, key in self._torch_loader():
+            xb = xb.to(self.device, non_blocking=True)
+            if xb.dtype == torch.uint8:  # not transformed in a worker: do it here, on the device
+                xb = apply_batch_tfms(xb, self.batch_tfms, self.train, generator=_batch_generator(key))
+            yield (xb, yb.to(self.device, non_blocking=True)) if self.with_labels else (xb,)
+
+    def one_batch(self) -> tuple[torch.Tensor, ...]:
+        """The first batch of a pass (in a worker-free way, so it is cheap to call)."""
+        if len(self) == 0:
+            raise ValueError(f"this DataLoader has no batches ({len(self.dataset)} items, bs={self.bs})")
+        idx = list(self._indices_sampler())[: self.bs]
+        xb, yb, key = _Collate()([self.dataset[(i, (self.seed, self._epoch, p))] for p, i in enumerate(idx)])
+        xb = apply_batch_tfms(xb.to(self.device), self.batch_tfms, self.train, generator=_batch_generator(key))
+        return (xb, yb.to(self.device)) if self.with_labels else (xb,)
+
+    def to(self, device: torch.device | str) -> TfmdDL:
+        self.device = _check_device(device)
+        return self
+
+    def state_dict(self) -> dict[str, int]:
+        """What a checkpoint needs to resume the same shuffling and augmentation: seed and next epoch."""
+        return {"seed": self.seed, "epoch": self._epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.seed = int(state["seed"])
+        self.set_epoch(int(state["epoch"]))
+
+    def __repr__(self) -> str:
+        return (f"TfmdDL({len(self.dataset)} items, bs={self.bs}, train={self.train}, "
+                f"num_workers={self.num_workers}, device={self.device})")
