@@ -136,7 +136,8 @@ def test_train_with_name_regex_labels_and_lr_find(pets_folder, tmp_path):
 @pytest.mark.slow
 def test_demo_command_runs_the_offline_demo(tmp_path):
     out = tmp_path / "demo"
-    r = run_cli("demo", "--out", out, "--n-images", "24", "--size", "32", "--arch", "resnet10t", "--bs", "8")
+    r = run_cli("demo", "--out", out, "--n-images", "24", "--size", "32", "--arch", "resnet10t", "--bs", "8",
+                "--json")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout[r.stdout.index("{\n"):])
     assert 0 <= result["error_rate"] <= 1

@@ -120,12 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train cats-vs-dogs end to end, export, reload, predict, and write plots.")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: %(default)s)")
     p.add_argument("--real", action="store_true", help="download the real Oxford-IIIT Pet set and ImageNet weights")
-    p.add_argument("--arch", default=None, help="model (default: resnet18 offline, resnet34 with --real)")
+    p.add_argument("--arch", default=None,
+                   help="model (default: resnet18 offline, resnet34.tv_in1k (torchvision's weights) with --real)")
     p.add_argument("--epochs", type=int, default=1, help="(default: %(default)s)")
     p.add_argument("--size", type=int, default=None, help="image size (default: 64 offline, 224 with --real)")
     p.add_argument("--n-images", type=int, default=400, help="synthetic images (default: %(default)s)")
     p.add_argument("--bs", type=int, default=32, help="(default: %(default)s)")
     p.add_argument("--seed", type=int, default=42, help="(default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="also print what the demo measured as JSON")
     return parser
 
 
@@ -370,7 +372,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise CLIError(f"the demo is not available in this installation ({e})") from None
     result = run_demo(out=args.out, real=args.real, arch=args.arch, epochs=args.epochs, size=args.size,
                       n_images=args.n_images, bs=args.bs, seed=args.seed)
-    print(json.dumps(result, indent=2, default=str))
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
     return 0
 
 
