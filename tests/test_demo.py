@@ -69,6 +69,29 @@ def test_offline_demo_runs_lesson_one_end_to_end(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_demo_runs_one_validation_pass_after_training(tmp_path, monkeypatch):
+    """The error rate and the interpretation plots come from the same pass over the validation set."""
+    from vision_tl.train.learner import Learner
+
+    passes, run_validation, fine_tune = [], Learner._run_validation, Learner.fine_tune
+
+    def counting(self, dl):
+        passes.append(dl)
+        return run_validation(self, dl)
+
+    def fine_tune_then_reset(self, *args, **kwargs):
+        fine_tune(self, *args, **kwargs)
+        passes.clear()
+
+    monkeypatch.setattr(Learner, "_run_validation", counting)
+    monkeypatch.setattr(Learner, "fine_tune", fine_tune_then_reset)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    res = run_demo(tmp_path / "out", **TINY)
+    assert len(passes) == 1
+    assert 0.0 <= res["error_rate"] <= 1.0
+
+
+@pytest.mark.slow
 def test_demo_uses_pretrained_weights_when_a_cached_copy_exists(tmp_path, monkeypatch, capsys):
     import timm
     import torch

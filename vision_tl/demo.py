@@ -161,17 +161,14 @@ def _plot_losses(plt: Any, hist: Any) -> Any:
     return fig
 
 
-def _plots(learn: Any, hist: Any, out: Path) -> list[Path]:
+def _plots(interp: Any, hist: Any, out: Path) -> list[Path]:
     """Loss curve, confusion matrix and top losses as PNGs in ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .inference.interpret import ClassificationInterpretation
-
     files = [_save(plt, _plot_losses(plt, hist), out / "loss_curve.png")]
-    interp = ClassificationInterpretation.from_learner(learn)
     files.append(_save(plt, interp.plot_confusion_matrix(), out / "confusion_matrix.png"))
     files.append(_save(plt, interp.plot_top_losses(9), out / "top_losses.png"))
     return files
@@ -215,6 +212,8 @@ def run_demo(
     from .data.loaders import ImageDataLoaders
     from .data.sources import get_image_files
     from .inference.export import load_learner
+    from .inference.interpret import ClassificationInterpretation
+    from .train.metrics import error_rate
 
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -239,7 +238,8 @@ def run_demo(
     learn, pretrained = _make_learner(dls, arch, require_pretrained=real)
     hist = _loss_history()
     learn.fine_tune(epochs, cbs=[hist])
-    err = float(learn.validate()[1])
+    interp = ClassificationInterpretation.from_learner(learn)  # one validation pass for the error rate and plots
+    err = float(error_rate(interp.probs, interp.targets))
     _say(f"error_rate: {err:.4f}  (accuracy {1 - err:.1%} on {len(dls.valid_ds)} validation images)")
     model_file = learn.export(out / "pets_classifier.vtl")
     predictor = load_learner(model_file)
@@ -249,7 +249,7 @@ def run_demo(
         said, truth = _species(label), _species(str(is_cat(Path(f).name)))
         predictions.append({"file": Path(f).name, "label": label, "prob": float(probs[idx]), "truth": truth})
         _say(f"predict {Path(f).name}: {said} (p={float(probs[idx]):.3f}; it is a {truth})")
-    plots = _plots(learn, hist, out)
+    plots = _plots(interp, hist, out)
     seconds = time.perf_counter() - t0
     _say(f"wrote {model_file} and {', '.join(p.name for p in plots)} in {out} ({seconds:.0f} s)")
     return {

@@ -251,6 +251,20 @@ def aug_transforms(
     return tfms + list(xtra_tfms or [])
 
 
+# the transforms an export saves by name + to_dict() (Normalize is saved as stats)
+_REGISTRY: dict[str, type[BatchTransform]] = {"AffineWarp": AffineWarp, "Lighting": Lighting}
+_BATCH_TFMS = tuple(_REGISTRY)
+
+
+def batch_tfm_from_dict(d: dict[str, Any]) -> BatchTransform:
+    """Rebuild a batch transform from its ``to_dict()`` (constructor arguments by name), e.g. from an export."""
+    kwargs = dict(d)
+    name = kwargs.pop("name", None)
+    if name not in _BATCH_TFMS:
+        raise ValueError(f"unknown batch transform {name!r}, expected one of {_BATCH_TFMS}")
+    return _REGISTRY[name](**kwargs)
+
+
 def apply_batch_tfms(
     x: Tensor, tfms: Sequence[BatchTransform] | None, train: bool, generator: torch.Generator | None = None
 ) -> Tensor:

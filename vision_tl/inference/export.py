@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ..data.batch_tfms import _BATCH_TFMS, batch_tfm_from_dict
 from .predict import Predictor
 
 FORMAT_NAME = "vision_tl.learner"
@@ -31,7 +32,6 @@ MIN_FORMAT_VERSION = 1  # the oldest format this version still reads
 MANIFEST_KEY = "vision_tl.manifest"
 MANIFEST_SHA_KEY = "vision_tl.manifest_sha256"
 _MAX_HEADER = 100 * 2**20  # a safetensors header larger than this is not one of ours
-_BATCH_TFMS = ("AffineWarp", "Lighting")  # saved by name + to_dict(); Normalize is saved as stats
 
 
 class ExportFormatError(ValueError):
@@ -238,17 +238,6 @@ def _check_manifest(path: Path, m: Any) -> None:
     norm = m.get("normalize")
     if norm is not None and not (isinstance(norm, dict) and {"mean", "std"} <= set(norm)):
         raise ExportFormatError(path, f"manifest normalize must be null or {{mean, std}}, got {norm!r}")
-
-
-def batch_tfm_from_dict(d: dict[str, Any]) -> Any:
-    """Rebuild a vision_tl batch transform from its ``to_dict()`` (constructor arguments by name)."""
-    from ..data import batch_tfms
-
-    kwargs = dict(d)
-    name = kwargs.pop("name", None)
-    if name not in _BATCH_TFMS:
-        raise ValueError(f"unknown batch transform {name!r}, expected one of {_BATCH_TFMS}")
-    return getattr(batch_tfms, name)(**kwargs)
 
 
 def _check_weights(path: Path, model: torch.nn.Module, sd: Mapping[str, torch.Tensor], m: dict) -> None:

@@ -14,6 +14,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..train import metrics
+
+_SCORES = {"precision": metrics.Precision, "recall": metrics.Recall, "f1": metrics.F1Score}
+
+
+def _ordered_dl(learn: Any, ds_idx: int) -> Any:
+    """The validation loader, or (``ds_idx=0``) the training set in order with the valid-time transforms."""
+    if ds_idx not in (0, 1):
+        raise ValueError(f"ds_idx must be 0 (train) or 1 (valid), got {ds_idx!r}")
+    from .predict import inorder_dl
+
+    return inorder_dl(learn.dls.train) if ds_idx == 0 else learn.dls.valid
+
 
 class ClassificationInterpretation:
     """Predictions of a classifier over a labelled set, and views of where it goes wrong.
@@ -52,18 +65,16 @@ class ClassificationInterpretation:
 
     @classmethod
     def from_learner(cls, learn: Any, ds_idx: int = 1, dl: Any = None) -> ClassificationInterpretation:
-        """Predict the validation set (or ``dl``) with ``learn`` and keep per-item losses."""
-        probs, targets, losses = learn.get_preds(ds_idx=ds_idx, dl=dl, with_loss=True)
-        if dl is None:
-            dl = learn.dls.valid if ds_idx == 1 else learn.dls.train
+        """Predict the validation set (``ds_idx=0``: the training set, in order, unaugmented; or ``dl``)
+        with ``learn`` and keep per-item losses."""
+        dl = dl if dl is not None else _ordered_dl(learn, ds_idx)
+        probs, targets, losses = learn.get_preds(dl=dl, with_loss=True)
         ds = dl.dataset
         return cls(learn.dls.vocab, probs, targets, losses, items=getattr(ds, "items", None), dataset=ds)
 
     def confusion_matrix(self) -> np.ndarray:
         """``(c, c)`` counts: row = actual class, column = predicted class."""
-        c = len(self.vocab)
-        flat = self.targets * c + self.preds
-        return torch.bincount(flat, minlength=c * c).view(c, c).numpy()
+        return metrics.confusion_matrix(self.probs, self.targets, len(self.vocab)).numpy()
 
     def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
         """``(actual, predicted, count)`` for off-diagonal cells with ``count >= min_val``, largest first."""
@@ -79,15 +90,17 @@ class ClassificationInterpretation:
 
     def classification_report(self) -> list[dict[str, Any]]:
         """Per-class precision, recall, F1 and support (the rows of ``print_classification_report``)."""
-        cm = self.confusion_matrix().astype(float)
-        tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
-        rows = []
-        for i, name in enumerate(self.vocab):
-            p = tp[i] / predicted[i] if predicted[i] else 0.0
-            r = tp[i] / support[i] if support[i] else 0.0
-            f1 = 2 * p * r / (p + r) if p + r else 0.0
-            rows.append({"class": name, "precision": p, "recall": r, "f1": f1, "support": int(support[i])})
-        return rows
+        cm = torch.as_tensor(self.confusion_matrix()).double()
+        tp = cm.diag()
+        fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
+        scores = {k: m().per_class(tp, fp, fn).tolist() for k, m in _SCORES.items()}
+        return [{"class": name, **{k: v[i] for k, v in scores.items()}, "support": int(tp[i] + fn[i])}
+                for i, name in enumerate(self.vocab)]
+
+    def macro_avg(self) -> dict[str, float]:
+        """Macro precision, recall and F1: the ``Precision``/``Recall``/``F1Score`` metrics on these predictions
+        (classes absent from both targets and predictions do not count)."""
+        return {k: float(m()(self.probs, self.targets)) for k, m in _SCORES.items()}
 
     def print_classification_report(self) -> str:
         """Print (and return) per-class precision/recall/F1, accuracy, and macro averages."""
@@ -99,7 +112,7 @@ class ClassificationInterpretation:
                          f"  {r['support']:7d}")
         n = len(self.targets)
         acc = float((self.preds == self.targets).float().mean()) if n else 0.0
-        macro = {k: float(np.mean([r[k] for r in rows])) for k in ("precision", "recall", "f1")}
+        macro = self.macro_avg()
         lines.append(f"{'accuracy':>{width}}  {'':9}  {'':6}  {acc:8.3f}  {n:7d}")
         lines.append(f"{'macro avg':>{width}}  {macro['precision']:9.3f}  {macro['recall']:6.3f}"
                      f"  {macro['f1']:8.3f}  {n:7d}")
@@ -172,9 +185,7 @@ def _grid(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int | None
 
 def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, ncols: int | None = None) -> Any:
     """``learn.show_results``: validation images titled ``actual / predicted`` (green right, red wrong)."""
-    if dl is None:
-        dl = learn.dls.valid if ds_idx == 1 else learn.dls.train
-    ds = dl.dataset
+    ds = (dl if dl is not None else _ordered_dl(learn, ds_idx)).dataset
     n = min(max_n, len(ds))
     if n == 0:
         raise ValueError("show_results: the dataset is empty")

@@ -19,27 +19,25 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.batch_tfms import Normalize, apply_batch_tfms
 from .predict import Predictor
 
 _DTYPES = ("uint8", "float32")
 
 
 class PreprocessedClassifier(nn.Module):
-    """``model`` behind scaling to [0, 1], the valid-time batch transforms and normalization, then softmax."""
+    """``model`` behind the predictor's preprocessing (``apply_batch_tfms``: to [0, 1] for uint8 input, the
+    valid-time batch transforms, normalization), then softmax."""
 
-    def __init__(self, predictor: Predictor, input_dtype: str = "uint8") -> None:
+    def __init__(self, predictor: Predictor) -> None:
         super().__init__()
-        self.model, self.batch_tfms = predictor.model, list(predictor.batch_tfms)
-        self.scale = 255.0 if input_dtype == "uint8" else 1.0
-        mean, std = predictor.normalize if predictor.normalize is not None else ((0.0,) * 3, (1.0,) * 3)
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.model = predictor.model
+        # a fresh Normalize: the one the predictor uses caches its constants, which tracing must not touch
+        norm = [Normalize(*predictor.normalize)] if predictor.normalize is not None else []
+        self.tfms = [*predictor.batch_tfms, *norm]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.float() / self.scale
-        for t in self.batch_tfms:
-            x = t(x, False)
-        return torch.softmax(self.model((x - self.mean) / self.std), dim=1)
+        return torch.softmax(self.model(apply_batch_tfms(image, self.tfms, train=False)), dim=1)
 
 
 def _input_size(predictor: Predictor) -> tuple[int, int]:
@@ -69,7 +67,7 @@ def export_onnx(learn_or_predictor: Any, fname: str | Path, input_dtype: str = "
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = _input_size(pred)
     device = pred.device
-    wrapped = PreprocessedClassifier(pred, input_dtype).cpu().eval()
+    wrapped = PreprocessedClassifier(pred).cpu().eval()
     example = torch.zeros(2, 3, h, w, dtype=getattr(torch, input_dtype))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
     os.close(fd)

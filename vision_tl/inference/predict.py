@@ -18,19 +18,22 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from tqdm.auto import tqdm
 
+from ..data.batch_tfms import Normalize, apply_batch_tfms
+from ..data.datasets import ImageDataset
 from ..data.images import load_rgb
 from ..data.item_tfms import apply_item_tfms, draft_size_for, limit_worker_threads
+from ..data.tfmd_dl import TfmdDL
 
 Item = Any  # str | Path | bytes | PIL.Image.Image | np.ndarray | torch.Tensor
 
 
-def _stats(normalize: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """``(mean, std)`` from a ``Normalize``, a ``(mean, std)`` pair, or ``None`` (no normalization)."""
-    if normalize is None:
-        return None
+def _as_normalize(normalize: Any) -> Normalize | None:
+    """A ``Normalize`` from a ``Normalize``, anything with ``.mean``/``.std``, a ``(mean, std)`` pair, or ``None``."""
+    if normalize is None or isinstance(normalize, Normalize):
+        return normalize
     if hasattr(normalize, "mean") and hasattr(normalize, "std"):
         mean, std = normalize.mean, normalize.std
     else:
@@ -38,11 +41,7 @@ def _stats(normalize: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None
             mean, std = normalize
         except (TypeError, ValueError):
             raise ValueError(f"normalize must be a Normalize or a (mean, std) pair, got {normalize!r}") from None
-    mean = tuple(float(m) for m in torch.as_tensor(mean).flatten().tolist())
-    std = tuple(float(s) for s in torch.as_tensor(std).flatten().tolist())
-    if len(mean) != len(std) or any(s <= 0 for s in std):
-        raise ValueError(f"normalize needs mean and std of equal length with std > 0, got {mean}, {std}")
-    return mean, std
+    return Normalize(torch.as_tensor(mean).flatten().tolist(), torch.as_tensor(std).flatten().tolist())
 
 
 def _array_to_hwc(arr: np.ndarray, what: str, chw: bool = False) -> np.ndarray:
@@ -101,12 +100,15 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 class _ItemsDataset(Dataset):
     """Decoded, resized images as uint8 CHW tensors; a failure is returned, not raised.
 
+    Not ``ImageDataset``: this one takes any input ``Predictor`` accepts (arrays, tensors, bytes) and
+    never substitutes another image for a bad one (each prediction must belong to its item).
+
     The error object travels back with the batch so that the main process re-raises it as it was
     (an exception raised inside a DataLoader worker is re-wrapped and loses its type).
     """
 
-    def __init__(self, items: Sequence[Item], item_tfms: Sequence[Any], train: bool = False) -> None:
-        self.items, self.item_tfms, self.train = items, list(item_tfms), train
+    def __init__(self, items: Sequence[Item], item_tfms: Sequence[Any]) -> None:
+        self.items, self.item_tfms = items, list(item_tfms)
         self.draft_size = draft_size_for(self.item_tfms)
 
     def __len__(self) -> int:
@@ -115,7 +117,7 @@ class _ItemsDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor | None, Exception | None]:
         try:
             img = to_rgb_array(self.items[i], self.draft_size)
-            img = apply_item_tfms(img, self.item_tfms, train=self.train)
+            img = apply_item_tfms(img, self.item_tfms, train=False)
         except (ValueError, OSError) as e:  # ImageError is a ValueError
             return None, e
         return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), None
@@ -187,7 +189,7 @@ class Predictor:
         self.model = model
         self.vocab = [str(v) for v in vocab]
         self.item_tfms = list(item_tfms)
-        self.normalize = _stats(normalize)
+        self.normalize = normalize
         self.batch_tfms = sorted(
             (t for t in batch_tfms or () if type(t).__name__ != "Normalize"), key=lambda t: getattr(t, "order", 50)
         )
@@ -216,20 +218,28 @@ class Predictor:
         return cls(model, dls.vocab, dls.item_tfms, normalize, model_config=cfg, batch_tfms=batch_tfms)
 
     @property
+    def normalize(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """``(mean, std)`` of the normalization, or ``None``; set it to a ``Normalize``, a pair or ``None``."""
+        return None if self._normalize is None else (self._normalize.mean, self._normalize.std)
+
+    @normalize.setter
+    def normalize(self, value: Any) -> None:
+        self._normalize = _as_normalize(value)
+
+    @property
+    def tfms(self) -> list[Any]:
+        """The valid-time batch transforms, then ``Normalize``: what ``apply_batch_tfms`` runs on a uint8 batch."""
+        return [*self.batch_tfms, *([self._normalize] if self._normalize is not None else [])]
+
+    @property
     def c(self) -> int:
         """Number of classes."""
         return len(self.vocab)
 
     def to(self, device: str | torch.device) -> Predictor:
-        """Move the model (and the normalization constants) to ``device``; returns ``self``."""
+        """Move the model to ``device``; returns ``self``."""
         self.device = torch.device(device)
         self.model.to(self.device)
-        if self.normalize is None:
-            self._mean = self._std = None
-        else:
-            mean, std = self.normalize
-            self._mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
-            self._std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
         return self
 
     def preprocess(self, item: Item) -> np.ndarray:
@@ -238,11 +248,7 @@ class Predictor:
 
     def forward_uint8(self, xb: torch.Tensor) -> torch.Tensor:
         """Probabilities (float32, on the CPU) for a uint8 NCHW batch."""
-        xb = xb.to(self.device, non_blocking=True).float().div_(255)
-        for t in self.batch_tfms:
-            xb = t(xb, False)
-        if self._mean is not None:
-            xb = (xb - self._mean).div_(self._std)
+        xb = apply_batch_tfms(xb.to(self.device, non_blocking=True), self.tfms, train=False)
         cuda = self.device.type == "cuda"
         if self.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
@@ -311,39 +317,52 @@ class Predictor:
         return f"Predictor({arch}, {self.c} classes, device={self.device})"
 
 
+def inorder_dl(dl: Any, train: bool = False, bs: int | None = None, device: Any = None) -> TfmdDL:
+    """A loader over ``dl``'s items in dataset order with no batch dropped, leaving ``dl`` untouched.
+
+    With ``train=False`` the valid-time transforms (what ``get_preds(ds_idx=0)`` needs to match the
+    predictions to ``dl.dataset.items``); with ``train=True`` the random training transforms, still in
+    order (for TTA), seeded from torch's global RNG. It uses ``dl``'s workers, batch transforms and device.
+    """
+    ds = dl.dataset
+    if isinstance(ds, ImageDataset):
+        ds = ImageDataset(ds.items, ds.labels, ds.vocab, ds.item_tfms, train=train, on_bad_image=ds.on_bad_image)
+    out = TfmdDL(
+        ds, bs=bs or dl.bs, train=train, batch_tfms=dl.batch_tfms, device=device or dl.device,
+        num_workers=dl.num_workers, drop_last=False, seed=int(torch.randint(2**31, (1,))) if train else 0,
+        with_labels=getattr(dl, "with_labels", True), persistent_workers=False,
+    )
+    if train:  # TfmdDL shuffles on train: keep the dataset order
+        out.sampler = SequentialSampler(range(len(ds)))
+    return out
+
+
 def tta(
     learn: Any, dl: Any = None, n: int = 4, beta: float | None = 0.25, bs: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Test-time augmentation on the validation set (or ``dl``'s dataset), like fastai's ``tta``.
 
     Averages the probabilities of ``n`` passes with the training transforms (item and batch), then
     blends them with one plain pass: ``(1 - beta) * augmented + beta * plain``. With ``beta=None``
-    the augmented average alone is returned. Returns ``(probs, targets)`` in dataset order.
+    the augmented average alone is returned. Returns ``(probs, targets)`` in dataset order; ``targets``
+    is None for unlabelled items (a ``dls.test_dl(items)``).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if beta is not None and not 0 <= beta <= 1:
         raise ValueError(f"beta must be in [0, 1] or None, got {beta}")
-    from ..data.batch_tfms import apply_batch_tfms
-
-    ds = dl.dataset if dl is not None else learn.dls.valid_ds
-    item_tfms = getattr(ds, "item_tfms", None) or learn.dls.item_tfms
-    batch_tfms = learn.dls.batch_tfms
-    bs = bs or getattr(dl, "bs", None) or learn.dls.bs
+    dl = dl if dl is not None else learn.dls.valid
     model = getattr(learn, "raw_model", learn.model)
     device = next(model.parameters()).device
 
-    def one_pass(train: bool) -> torch.Tensor:
-        loader = DataLoader(_ItemsDataset(ds.items, item_tfms, train=train), batch_size=bs, collate_fn=_collate)
-        out = []
+    def one_pass(loader: TfmdDL) -> torch.Tensor:
         with eval_mode(model), torch.inference_mode():
-            for xb in _batches(loader):
-                x = apply_batch_tfms(xb.to(device), batch_tfms, train=train)
-                out.append(torch.softmax(model(x).float(), dim=1).cpu())
-        return torch.cat(out)
+            return torch.cat([torch.softmax(model(b[0]).float(), dim=1).cpu() for b in loader])
 
-    aug = torch.stack([one_pass(train=True) for _ in range(n)]).mean(0)
-    targets = torch.as_tensor(list(ds.labels), dtype=torch.long)
+    aug_dl = inorder_dl(dl, train=True, bs=bs, device=device)
+    aug = torch.stack([one_pass(aug_dl) for _ in range(n)]).mean(0)
+    labels = getattr(dl.dataset, "labels", None)
+    targets = None if labels is None else torch.as_tensor(list(labels), dtype=torch.long)
     if beta is None:
         return aug, targets
-    return torch.lerp(aug, one_pass(train=False), beta), targets
+    return torch.lerp(aug, one_pass(inorder_dl(dl, bs=bs, device=device)), beta), targets

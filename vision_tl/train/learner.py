@@ -369,9 +369,16 @@ class Learner:
                   act: Callable | None = None) -> tuple:
         """Predictions over a whole DataLoader: ``(probs, targets[, losses][, inputs])``.
 
-        ``act`` defaults to softmax; ``targets`` is None for an unlabelled ``test_dl``.
+        ``act`` defaults to softmax; ``targets`` is None for an unlabelled ``test_dl``. ``ds_idx=0``
+        predicts the training set in dataset order, every item, with the valid-time transforms (the
+        training loader itself shuffles, drops a last partial batch and augments).
         """
-        dl = dl if dl is not None else (self.dls.train if ds_idx == 0 else self.dls.valid)
+        if dl is None:
+            if ds_idx not in (0, 1):
+                raise ValueError(f"ds_idx must be 0 (train) or 1 (valid), got {ds_idx!r}")
+            from ..inference.predict import inorder_dl
+
+            dl = inorder_dl(self.dls.train) if ds_idx == 0 else self.dls.valid
         self._keep_inputs = with_input
         try:
             self._run_validation(dl)
@@ -430,14 +437,25 @@ class Learner:
     # ----- inference (implemented in vision_tl.inference) ---------------------------------------
     def predict(self, item: Any) -> tuple:
         """``(label, index, probs)`` for one image (path, bytes, PIL image or array)."""
-        from ..inference.predict import Predictor
-
-        return Predictor.from_learner(self).predict(item)
+        return self._predictor().predict(item)
 
     def predict_batch(self, items: Sequence[Any], **kwargs: Any) -> Any:
+        return self._predictor().predict_batch(items, **kwargs)
+
+    def _predictor(self) -> Any:
+        """The ``Predictor`` of this learner, rebuilt only when what it was built from changed."""
         from ..inference.predict import Predictor
 
-        return Predictor.from_learner(self).predict_batch(items, **kwargs)
+        model = self.raw_model
+        param = next(model.parameters(), None)
+        dls = self.dls
+        key = (model, None if param is None else (param.device, param.dtype), dls, tuple(dls.vocab),
+               tuple(repr(t) for t in dls.item_tfms), tuple((id(t), repr(t)) for t in dls.batch_tfms),
+               self.model_config)
+        cached = getattr(self, "_predictor_cache", None)
+        if cached is None or cached[0] != key:  # the model and dls compare by identity
+            self._predictor_cache = (key, Predictor.from_learner(self))
+        return self._predictor_cache[1]
 
     def tta(self, **kwargs: Any) -> Any:
         from ..inference.predict import tta
