@@ -373,3 +373,13 @@ def test_cuda_batches_match_the_cpu_pipeline(class_folder):
     for (xg, yg), (xc, yc) in zip(gpu, cpu):
         assert torch.equal(yg.cpu(), yc)
         assert (xg.cpu() - xc).abs().mean() < 1e-3  # same seeds; float kernels differ slightly
+
+
+def test_dataloaders_and_learner_share_one_default_device_preferring_mps_over_cpu(monkeypatch):
+    from vision_tl.data import tfmd_dl
+    from vision_tl.train import learner
+
+    assert learner.default_device is tfmd_dl.default_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert tfmd_dl.default_device() == torch.device("mps")

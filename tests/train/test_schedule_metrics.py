@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import math
+import random
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
+from vision_tl.models.heads import create_head
+from vision_tl.train.learner import Learner
 from vision_tl.train.metrics import F1Score, Precision, Recall, accuracy, error_rate, top_k_accuracy
 from vision_tl.train.schedule import (
     expand_lr,
     layer_decay_mults,
     one_cycle_lr,
     one_cycle_mom,
+    smooth,
     suggest_lrs,
 )
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tinydata import TinyDLs  # noqa: E402
 
 
 def test_float_lr_is_the_same_for_every_group():
@@ -81,3 +92,48 @@ def test_macro_f1_precision_recall_match_hand_computation():
 def test_metrics_reject_mismatched_shapes():
     with pytest.raises(ValueError, match=r"\(3,\)"):
         accuracy(torch.rand(2, 3), torch.tensor([0, 1, 2]))
+
+
+def test_smooth_is_the_debiased_moving_average():
+    assert smooth([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])
+    assert smooth([1.0, 3.0], beta=0.5) == pytest.approx([1.0, (0.25 + 1.5) / 0.75])
+
+
+def _fp16_learner(tmp_path) -> Learner:
+    body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+    model = nn.Sequential(body, create_head(8, 3, lin_ftrs=[8]))  # the head's dropout draws from torch's RNG
+    return Learner(TinyDLs(), model, path=tmp_path, device="cpu").to_fp16()
+
+
+def _seeded_fine_tune(tmp_path, with_lr_find: bool) -> tuple[dict, list]:
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    learn = _fp16_learner(tmp_path)
+    if with_lr_find:
+        learn.lr_find(num_it=8, show_plot=False)
+        assert learn.epochs_done == 0 and learn.scaler is None
+    draws = [random.random(), float(np.random.rand())]
+    learn.fine_tune(1, 1e-2, freeze_epochs=1)
+    return {k: v.clone() for k, v in learn.model.state_dict().items()}, draws
+
+
+def test_lr_find_leaves_a_seeded_fine_tune_unchanged(tmp_path):
+    """lr_find restores epochs_done (the shuffle seed), the grad scaler and every RNG it consumed."""
+    plain, plain_draws = _seeded_fine_tune(tmp_path, with_lr_find=False)
+    after, after_draws = _seeded_fine_tune(tmp_path, with_lr_find=True)
+    assert after_draws == plain_draws
+    assert all(torch.equal(v, after[k]) for k, v in plain.items())
+
+
+def test_atomic_save_leaves_no_temp_file_when_the_save_fails(tmp_path, monkeypatch):
+    from vision_tl.train import checkpoint
+
+    def fail(state, f):
+        Path(f).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.torch, "save", fail)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.atomic_save({"x": 1}, tmp_path / "m.pth")
+    assert list(tmp_path.iterdir()) == []

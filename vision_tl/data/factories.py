@@ -202,7 +202,6 @@ class ImageDataLoaders(DataLoaders):
         common = dict(batch_tfms=batch_tfms, device=device, num_workers=num_workers, seed=seed)
         train_dl = TfmdDL(ds(train_idx, True), bs=bs, train=shuffle, drop_last=drop_last, **common)
         valid_dl = TfmdDL(ds(valid_idx, False), bs=val_bs or bs, train=False, **common)
-        train_dl.dataset.train = True  # random item transforms even when shuffle=False
         return cls(train_dl, valid_dl, path=path, label_func=label_func)
 
 

@@ -30,8 +30,13 @@ __all__ = ["TfmdDL", "default_device", "default_num_workers"]
 
 
 def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA if present, else Apple MPS, else CPU (the one default for DataLoaders and Learners)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 def default_num_workers() -> int:

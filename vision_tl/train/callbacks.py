@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .distributed import is_main_process
+from .schedule import debias, ema_step
 
 if TYPE_CHECKING:
     from .learner import Learner
@@ -115,7 +116,7 @@ class Recorder(Callback):
 
     @property
     def smooth_loss(self) -> float:
-        return self._avg / (1 - self.beta**self._count) if self._count else float("nan")
+        return debias(self._avg, self._count, self.beta)
 
     def before_epoch(self) -> None:
         self._start = time.perf_counter()
@@ -133,8 +134,7 @@ class Recorder(Callback):
         if not self.learn.training:
             return
         loss = float(self.learn.loss)
-        self._count += 1
-        self._avg = self.beta * self._avg + (1 - self.beta) * loss
+        self._avg, self._count, _ = ema_step(self._avg, self._count, loss, self.beta)
         self.losses.append(loss)
         self.lrs.append(self.learn.group_lrs())
         self.moms.append(self.learn.group_mom())
@@ -456,6 +456,7 @@ class MixedPrecision(Callback):
             self.learn.scaler = torch.amp.GradScaler(self.learn.device.type)
 
     def before_batch(self) -> None:
+        self._exit()
         self._ctx = torch.autocast(self.learn.device.type, dtype=self.dtype)
         self._ctx.__enter__()
 
@@ -468,7 +469,9 @@ class MixedPrecision(Callback):
         self._exit()
         self.learn.pred = self.learn.pred.float()
 
-    after_cancel_batch = after_batch = _exit
+    # a Cancel{Train,Valid,Epoch,Fit}Exception raised mid-batch (lr_find's in after_loss) skips
+    # after_batch: leave autocast at the end of the stage instead of leaking it into what follows
+    after_cancel_batch = after_batch = after_train = after_validate = after_fit = _exit
 
 
 class ChannelsLast(Callback):

@@ -38,8 +38,12 @@ def atomic_save(state: dict, f: Path) -> Path:
         return f
     f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_name(f".{f.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, f)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, f)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     barrier()
     return f
 

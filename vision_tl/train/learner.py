@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.tfmd_dl import default_device
 from ..models.build import ModelConfig
 from ..models.split import check_groups, default_splitter
 from . import checkpoint, param_groups, schedule
@@ -45,16 +46,6 @@ from .vision import cnn_learner, vision_learner
 __all__ = ["Learner", "TrainingOOMError", "adamw", "cnn_learner", "default_device", "vision_learner"]
 
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-def default_device() -> torch.device:
-    """CUDA if present, else Apple MPS, else CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 class TrainingOOMError(RuntimeError):

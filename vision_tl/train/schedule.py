@@ -11,8 +11,6 @@ import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import torch
-
 LR = float | slice | Sequence[float]
 
 
@@ -80,12 +78,27 @@ def exp_lr(i: int, num_it: int, start_lr: float, end_lr: float) -> float:
     return start_lr * (end_lr / start_lr) ** (i / max(1, num_it - 1))
 
 
+def ema_step(avg: float, count: int, value: float, beta: float = 0.98) -> tuple[float, int, float]:
+    """One step of the debiased exponential moving average: ``(avg, count, smoothed)`` after ``value``.
+
+    The running ``avg``/``count`` start at ``0.0``/``0``; ``smoothed`` is ``avg`` debiased for the
+    zero start (the loss curve fastai shows). ``smooth`` and the Recorder both step through this.
+    """
+    avg, count = beta * avg + (1 - beta) * value, count + 1
+    return avg, count, debias(avg, count, beta)
+
+
+def debias(avg: float, count: int, beta: float = 0.98) -> float:
+    """The moving average ``avg`` after ``count`` steps, corrected for its zero start (NaN at 0 steps)."""
+    return avg / (1 - beta**count) if count else float("nan")
+
+
 def smooth(values: Sequence[float], beta: float = 0.98) -> list[float]:
-    """Debiased exponential moving average (the loss curve fastai shows)."""
-    out, avg = [], 0.0
-    for i, v in enumerate(values, 1):
-        avg = beta * avg + (1 - beta) * v
-        out.append(avg / (1 - beta**i))
+    """Debiased exponential moving average of ``values`` (the loss curve fastai shows)."""
+    out, avg, count = [], 0.0, 0
+    for v in values:
+        avg, count, s = ema_step(avg, count, v, beta)
+        out.append(s)
     return out
 
 
@@ -136,8 +149,12 @@ class SuggestedLRs(NamedTuple):
 
 def run_lr_find(learn: Any, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100,
                 stop_div: bool = True, show_plot: bool = True) -> SuggestedLRs:
-    """``Learner.lr_find``: exponential LR ramp over ``num_it`` batches, then restore model and optimizer."""
-    from .callbacks import Callback, CancelFitException, CancelValidException
+    """``Learner.lr_find``: exponential LR ramp over ``num_it`` batches, then restore the training state.
+
+    Model, optimizer, gradient scaler, ``learn.epochs_done`` and the torch/CUDA/numpy/Python RNGs are
+    put back as they were, so a seeded fit after ``lr_find`` matches one without it.
+    """
+    from .callbacks import Callback, CancelFitException, CancelValidException, get_rng_states, set_rng_states
 
     if not 0 < start_lr < end_lr:
         raise ValueError(f"lr_find needs 0 < start_lr < end_lr, got start_lr={start_lr!r}, end_lr={end_lr!r}")
@@ -159,9 +176,7 @@ def run_lr_find(learn: Any, start_lr: float = 1e-7, end_lr: float = 10, num_it: 
             loss = float(self.learn.loss)
             if not math.isfinite(loss):
                 raise CancelFitException()
-            self.n += 1
-            self.avg = 0.98 * self.avg + 0.02 * loss
-            smoothed = self.avg / (1 - 0.98**self.n)
+            self.avg, self.n, smoothed = ema_step(self.avg, self.n, loss)
             self.lrs.append(self.learn.group_lrs()[-1])
             self.losses.append(smoothed)
             self.best = min(self.best, smoothed)
@@ -172,7 +187,11 @@ def run_lr_find(learn: Any, start_lr: float = 1e-7, end_lr: float = 10, num_it: 
     n_epoch = math.ceil(num_it / n_iter)
     saved_model = copy.deepcopy(learn.raw_model.state_dict())
     saved_opt = copy.deepcopy(learn.opt.state_dict()) if learn.opt is not None else None
-    rng = torch.get_rng_state()
+    # the scaler, the run-wide epoch count (it seeds shuffling and augmentation) and every RNG, so
+    # that lr_find leaves the next fit exactly as it would have been without it
+    scaler = learn.scaler
+    saved_scaler = copy.deepcopy(scaler.state_dict()) if scaler is not None else None
+    epochs_done, rng = learn.epochs_done, get_rng_states()
     progress = getattr(learn, "progress", None)
     show_table = getattr(progress, "show_table", False)
     if progress is not None:
@@ -191,7 +210,11 @@ def run_lr_find(learn: Any, start_lr: float = 1e-7, end_lr: float = 10, num_it: 
             learn.opt = None
         else:
             learn.opt.load_state_dict(saved_opt)
-        torch.set_rng_state(rng)
+        learn.scaler = scaler
+        if saved_scaler:  # a disabled scaler has no state (and refuses an empty dict)
+            scaler.load_state_dict(saved_scaler)
+        learn.epochs_done = epochs_done
+        set_rng_states(rng)
         if progress is not None:
             progress.show_table = show_table
     learn.recorder.lr_find_lrs, learn.recorder.lr_find_losses = finder.lrs, finder.losses
