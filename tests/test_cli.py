@@ -142,3 +142,20 @@ def test_demo_command_runs_the_offline_demo(tmp_path):
     result = json.loads(r.stdout[r.stdout.index("{\n"):])
     assert 0 <= result["error_rate"] <= 1
     assert any(Path(f).suffix == ".vtl" for f in result["files"]) and all(Path(f).is_file() for f in result["files"])
+
+
+def test_csv_labels_are_read_like_from_csv_and_an_empty_label_is_an_error(tmp_path):
+    import pandas as pd
+
+    from vision_tl.cli import labelled_files
+    from vision_tl.data.sources import df_files_labels
+
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "labels.csv").write_text(f"fname,label\na.jpg,cat\n{tmp_path / 'b.jpg'},dog\n")
+    files, labels = labelled_files(tmp_path, ["csv", "labels.csv"])
+    assert (files, labels) == df_files_labels(pd.read_csv(tmp_path / "labels.csv"), tmp_path)
+    assert files == [tmp_path / "a.jpg", tmp_path / "b.jpg"] and labels == ["cat", "dog"]
+    (tmp_path / "labels.csv").write_text("fname,label\na.jpg,cat\nc.jpg,\n")
+    with pytest.raises(ValueError, match="c.jpg"):
+        labelled_files(tmp_path, ["csv", "labels.csv"])

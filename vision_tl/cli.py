@@ -182,7 +182,7 @@ def expand_images(specs: Sequence[str]) -> list[Path]:
 
 def labelled_files(data: Path, label_from: Sequence[str]) -> tuple[list[Path], list[str]]:
     """The image files under ``data`` and their labels, by ``--label-from``."""
-    from .data.sources import RegexLabeller, get_image_files, label_items, parent_label
+    from .data.sources import RegexLabeller, df_files_labels, get_image_files, label_items, parent_label
 
     kind, arg = parse_label_from(label_from)
     if not data.is_dir():
@@ -193,14 +193,7 @@ def labelled_files(data: Path, label_from: Sequence[str]) -> tuple[list[Path], l
         csv = data / arg
         if not csv.is_file():
             raise CLIError(f"no CSV file {str(csv)!r}")
-        df = pd.read_csv(csv)
-        if df.shape[1] < 2:
-            raise CLIError(f"CSV {str(csv)!r} needs two columns (file name, label), got {list(df.columns)!r}")
-        files = [data / str(f) for f in df.iloc[:, 0]]
-        missing = [f for f in files if not f.is_file()]
-        if missing:
-            raise CLIError(f"CSV {str(csv)!r} names {len(missing)} missing file(s), e.g. {str(missing[0])!r}")
-        return files, [str(v) for v in df.iloc[:, 1]]
+        return df_files_labels(pd.read_csv(csv), data)  # the same reading as ImageDataLoaders.from_csv
     files = get_image_files(data)
     if not files:
         raise CLIError(f"no image files in {str(data)!r}")
@@ -303,6 +296,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .inference.export import load_learner
     from .inference.interpret import ClassificationInterpretation
+    from .train.metrics import accuracy
 
     _check_new(args.confusion_matrix, args.overwrite, "--confusion-matrix")
     files, labels = labelled_files(args.data, args.label_from)
@@ -313,7 +307,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     targets = torch.tensor([pred.vocab.index(lab) for lab in labels])
     probs = pred.predict_batch(files, bs=args.bs, num_workers=args.num_workers, progress=sys.stderr.isatty())
     interp = ClassificationInterpretation(pred.vocab, probs, targets, items=files)
-    acc = float((probs.argmax(1) == targets).float().mean())
+    acc = float(accuracy(probs, targets))
     result = {"n_images": len(files), "accuracy": acc, "error_rate": 1 - acc,
               "confusion_matrix": interp.confusion_matrix().tolist(), "vocab": pred.vocab}
     if args.confusion_matrix is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,10 +16,13 @@ from .sources import (
     IndexSplitter,
     RandomSplitter,
     RegexLabeller,
+    df_column,
+    df_files_labels,
     get_image_files,
     label_items,
     make_vocab,
     parent_label,
+    resolve_files,
 )
 from .tfmd_dl import TfmdDL
 
@@ -31,21 +33,6 @@ def _as_list(x: Any) -> list:
     if x is None:
         return []
     return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
-def _resolve_files(path: Path, fnames: Sequence[Any]) -> list[Path]:
-    """Paths as given when they exist, else relative to ``path``; missing files are an error."""
-    out, missing = [], []
-    for f in fnames:
-        p = Path(f)
-        if not p.exists() and not p.is_absolute() and (path / p).exists():
-            p = path / p
-        if not p.exists():
-            missing.append(str(f))
-        out.append(p)
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} file(s) not found (relative to {str(path)!r}): {missing[:5]}")
-    return out
 
 
 class ImageDataLoaders(DataLoaders):
@@ -62,7 +49,7 @@ class ImageDataLoaders(DataLoaders):
                    seed: int | None = None, **kwargs: Any) -> ImageDataLoaders:
         """Items and their labels given as two lists."""
         path = Path(path)
-        items = _resolve_files(path, fnames)
+        items = resolve_files(path, fnames)
         if len(labels) != len(items):
             raise ValueError(f"from_lists: {len(items)} fnames but {len(labels)} labels")
         return cls._build(path, items, [str(x) for x in labels], RandomSplitter(valid_pct, seed), seed=seed, **kwargs)
@@ -72,7 +59,7 @@ class ImageDataLoaders(DataLoaders):
                        valid_pct: float = 0.2, seed: int | None = None, **kwargs: Any) -> ImageDataLoaders:
         """Labels from ``label_func(path_of_file)``, computed once in this process (lambdas are fine)."""
         path = Path(path)
-        items = _resolve_files(path, fnames)
+        items = resolve_files(path, fnames)
         splitter = RandomSplitter(valid_pct, seed)
         return cls._build(path, items, label_items(items, label_func), splitter, seed=seed, label_func=label_func, **kwargs)
 
@@ -130,20 +117,13 @@ class ImageDataLoaders(DataLoaders):
         if label_delim is not None:
             raise NotImplementedError("multi-label (label_delim) is not supported yet")
         path = Path(path)
-        fn, lab = _column(df, fn_col, "fn_col"), _column(df, label_col, "label_col")
-        base = path / folder if folder else path
-        names = [f"{v}{suff}" for v in df[fn].tolist()]
-        items = _resolve_files(base, names)
-        labels = df[lab].tolist()
-        bad = [i for i, v in enumerate(labels) if v is None or (isinstance(v, float) and math.isnan(v))]
-        if bad:
-            raise ValueError(f"from_df: column {lab!r} has no label for {names[bad[0]]!r} (and {len(bad) - 1} more)")
+        items, labels = df_files_labels(df, path, fn_col, label_col, folder, suff)
         if valid_col is not None:
-            vc = _column(df, valid_col, "valid_col")
+            vc = df_column(df, valid_col, "valid_col")
             splitter: Callable = IndexSplitter([bool(v) for v in df[vc].tolist()])
         else:
             splitter = RandomSplitter(valid_pct, seed)
-        return cls._build(path, items, [str(v) for v in labels], splitter, seed=seed, **kwargs)
+        return cls._build(path, items, labels, splitter, seed=seed, **kwargs)
 
     @classmethod
     def from_csv(cls, path: str | Path, csv_fname: str | Path = "labels.csv", header: Any = "infer",
@@ -203,18 +183,6 @@ class ImageDataLoaders(DataLoaders):
         train_dl = TfmdDL(ds(train_idx, True), bs=bs, train=shuffle, drop_last=drop_last, **common)
         valid_dl = TfmdDL(ds(valid_idx, False), bs=val_bs or bs, train=False, **common)
         return cls(train_dl, valid_dl, path=path, label_func=label_func)
-
-
-def _column(df: Any, col: int | str, arg: str) -> Any:
-    """The column name for ``col`` (a name or a position), or an error naming what exists."""
-    cols = list(df.columns)
-    if isinstance(col, int) and not isinstance(col, bool) and col not in cols:
-        if not -len(cols) <= col < len(cols):
-            raise ValueError(f"{arg}={col!r} is out of range: the table has {len(cols)} columns {cols!r}")
-        return cols[col]
-    if col not in cols:
-        raise ValueError(f"{arg}={col!r} is not a column of the table; columns are {cols!r}")
-    return col
 
 
 def _warn_empty_class_folders(path: Path, train: str, valid: str, split_by_folder: bool, items: list[Path]) -> None:

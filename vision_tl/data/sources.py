@@ -6,6 +6,7 @@ a DataLoader worker, and a label function that fails is reported with the file i
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -187,3 +188,47 @@ def make_vocab(labels: Iterable[str], vocab: Sequence[str] | None = None) -> lis
     if missing:
         raise ValueError(f"labels {missing[:10]!r} are not in the vocab given ({vocab!r})")
     return vocab
+
+
+def resolve_files(path: str | Path, fnames: Sequence[Any]) -> list[Path]:
+    """Paths as given when they exist, else relative to ``path``; missing files are an error."""
+    path, out, missing = Path(path), [], []
+    for f in fnames:
+        p = Path(f)
+        if not p.exists() and not p.is_absolute() and (path / p).exists():
+            p = path / p
+        if not p.exists():
+            missing.append(str(f))
+        out.append(p)
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} file(s) not found (relative to {str(path)!r}): {missing[:5]}")
+    return out
+
+
+def df_column(df: Any, col: int | str, arg: str) -> Any:
+    """The column name for ``col`` (a name or a position), or an error naming what exists."""
+    cols = list(df.columns)
+    if isinstance(col, int) and not isinstance(col, bool) and col not in cols:
+        if not -len(cols) <= col < len(cols):
+            raise ValueError(f"{arg}={col!r} is out of range: the table has {len(cols)} columns {cols!r}")
+        return cols[col]
+    if col not in cols:
+        raise ValueError(f"{arg}={col!r} is not a column of the table; columns are {cols!r}")
+    return col
+
+
+def df_files_labels(df: Any, path: str | Path = ".", fn_col: int | str = 0, label_col: int | str = 1,
+                    folder: str | None = None, suff: str = "") -> tuple[list[Path], list[str]]:
+    """Files from column ``fn_col`` (as given if they exist, else ``path/folder/<name><suff>``) and
+    their labels (as strings) from ``label_col``: what ``ImageDataLoaders.from_df``/``from_csv`` and
+    the CLI's ``--label-from csv`` read. A missing file or an empty label is an error naming it.
+    """
+    fn, lab = df_column(df, fn_col, "fn_col"), df_column(df, label_col, "label_col")
+    base = Path(path) / folder if folder else Path(path)
+    names = [f"{v}{suff}" for v in df[fn].tolist()]
+    items = resolve_files(base, names)
+    labels = df[lab].tolist()
+    bad = [i for i, v in enumerate(labels) if v is None or (isinstance(v, float) and math.isnan(v))]
+    if bad:
+        raise ValueError(f"column {lab!r} has no label for {names[bad[0]]!r} (and {len(bad) - 1} more)")
+    return items, [str(v) for v in labels]
