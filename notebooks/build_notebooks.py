@@ -17,9 +17,10 @@ HERE = Path(__file__).resolve().parent
 SETUP = '''import os
 from pathlib import Path
 
+import matplotlib
+
 # CI sets VISION_TL_NOTEBOOK_FAST=1: small synthetic data and a tiny network, so the notebook runs in seconds.
 FAST = os.environ.get("VISION_TL_NOTEBOOK_FAST") == "1"
-import matplotlib
 if FAST:
     matplotlib.use("Agg")'''
 
@@ -44,8 +45,18 @@ got wrong. On a GPU this takes about a minute and reaches an error rate below 1%
 Without network access (or with `VISION_TL_NOTEBOOK_FAST=1`) the notebook uses a synthetic,
 pets-like set with the same file names instead, and a small network trained from random weights."""),
     ("code", SETUP),
-    ("code", """from vision_tl import (URLs, untar_data, make_synthetic_pets, get_image_files, ImageDataLoaders,
-                       Resize, vision_learner, error_rate, ClassificationInterpretation, load_learner)"""),
+    ("code", """from vision_tl import (
+    ClassificationInterpretation,
+    ImageDataLoaders,
+    Resize,
+    URLs,
+    error_rate,
+    get_image_files,
+    load_learner,
+    make_synthetic_pets,
+    untar_data,
+    vision_learner,
+)"""),
     ("md", """## The data
 
 `untar_data` downloads the archive once into `~/.vision_tl/data` (checked against its known size and
@@ -106,8 +117,18 @@ Put your photos in one folder per class, e.g. `my_images/cats/*.jpg`, `my_images
 `path` below. If the folder does not exist the notebook writes a small synthetic stand-in, so you can
 run it before collecting anything."""),
     ("code", SETUP),
-    ("code", """from vision_tl import (make_synthetic_folder, get_image_files, verify_images, ImageDataLoaders, Resize,
-                       aug_transforms, vision_learner, error_rate, accuracy, ClassificationInterpretation)"""),
+    ("code", """from vision_tl import (
+    ClassificationInterpretation,
+    ImageDataLoaders,
+    Resize,
+    accuracy,
+    aug_transforms,
+    error_rate,
+    get_image_files,
+    make_synthetic_folder,
+    verify_images,
+    vision_learner,
+)"""),
     ("code", """path = Path(os.environ.get("MY_IMAGES", "my_images"))
 if not path.exists():
     make_synthetic_folder(path, classes=("circle", "square", "stripes"), n_per_class=16 if FAST else 60, seed=0)
@@ -142,7 +163,7 @@ learn.fine_tune(1 if FAST else 3, base_lr=lr)"""),
     ("md", "## Interpretation"),
     ("code", """interp = ClassificationInterpretation.from_learner(learn)
 interp.plot_confusion_matrix();"""),
-    ("code", """interp.plot_top_losses(6);
+    ("code", """interp.plot_top_losses(6)
 interp.most_confused(min_val=1)"""),
     ("code", """fname = learn.export("my_classifier.vtl")
 fname"""),
@@ -155,7 +176,7 @@ Load the file `learn.export` wrote, classify one image, a whole folder in batche
 ONNX for runtimes without PyTorch. We use the model the demo exports (`vision-tl demo` writes
 `demo_out/pets_classifier.vtl`); if it is not there yet, the next cell runs the demo first."""),
     ("code", SETUP),
-    ("code", """from vision_tl import load_learner, get_image_files
+    ("code", """from vision_tl import get_image_files, load_learner
 from vision_tl.demo import run_demo
 
 model_file = Path(os.environ.get("VISION_TL_MODEL", "demo_out/pets_classifier.vtl"))
@@ -182,6 +203,7 @@ onnxruntime."""),
     ("code", """import numpy as np
 import onnxruntime as ort
 import torch
+
 from vision_tl import export_onnx
 
 onnx_file = export_onnx(predictor, model_file.with_suffix(".onnx"))
