@@ -79,16 +79,23 @@ def test_export_to_same_name_replaces_file_and_leaves_no_temp(exported, tmp_path
         pred.model[-1][-1].weight.mul_(3.0)  # sharper probabilities: a visibly different model
     after = pred.predict(image_files[0])[2]
     assert not torch.allclose(before, after)
-    pred.export(path)  # same name again (like fastai): replaced, no temp file left behind
+    with pytest.warns(UserWarning, match="replacing the existing file"):
+        pred.export(path)  # same name again (like fastai): replaced with a warning, no temp file left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.vtl"]
     torch.testing.assert_close(load_learner(path, device="cpu").predict(image_files[0])[2], after)
+
+
+def test_exporting_the_same_model_twice_gives_the_same_bytes(predictor, tmp_path):
+    # a file hash users can compare: safetensors orders metadata at random, the export must not
+    blobs = {predictor.export(tmp_path / f"m{i}.vtl").read_bytes() for i in range(6)}
+    assert len(blobs) == 1
 
 
 def test_failed_export_leaves_earlier_file_intact(exported, tmp_path):
     path, pred = exported
     before = path.read_bytes()
     bad = {"w": torch.zeros(2), "v": object()}  # save_file fails on the non-tensor
-    with pytest.raises(Exception):  # noqa: B017 - any failure will do, the file is what matters
+    with pytest.raises(Exception), pytest.warns(UserWarning, match="replacing"):  # noqa: B017 - any failure
         write_vtl(path, bad, {"format": "x"})
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.vtl"]

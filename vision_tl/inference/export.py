@@ -100,6 +100,26 @@ def build_manifest(predictor: Predictor) -> dict[str, Any]:
     }
 
 
+def _canonical_header(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with its ``__metadata__`` keys in sorted order.
+
+    safetensors writes the metadata from an unordered map, so the same weights and manifest could
+    give different bytes from one export to the next; sorting makes an export reproducible (same
+    learner, same file hash). The header keeps its length, so no offset moves; if re-encoding ever
+    changed the length the file is returned as written, which is just as valid.
+    """
+    (n,) = struct.unpack("<Q", data[:8])
+    raw = data[8 : 8 + n].rstrip(b" ")
+    header = json.loads(raw)
+    if not isinstance(header.get("__metadata__"), dict):
+        return data
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    out = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(out) != len(raw):
+        return data
+    return data[:8] + out + data[8 + len(raw) :]
+
+
 def write_vtl(fname: str | Path, tensors: Mapping[str, torch.Tensor], manifest: dict[str, Any]) -> Path:
     """Write ``tensors`` + ``manifest`` (the weights hash is added) atomically to ``fname``.
 
@@ -107,11 +127,13 @@ def write_vtl(fname: str | Path, tensors: Mapping[str, torch.Tensor], manifest: 
     ``os.replace``: a crash mid-write leaves any earlier file intact. An existing file of the same
     name is replaced (like fastai's ``export``).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(fname)
     if path.is_dir():
         raise ValueError(f"export destination {str(path)!r} is a directory, expected a file name")
+    if path.exists():
+        warnings.warn(f"export: replacing the existing file {str(path)!r}", stacklevel=3)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
     manifest = {**manifest, "weights_sha256": weights_sha256(tensors)}
@@ -120,8 +142,9 @@ def write_vtl(fname: str | Path, tensors: Mapping[str, torch.Tensor], manifest: 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=meta)
-        with open(tmp, "rb+") as f:
+        with open(tmp, "wb") as f:
+            f.write(_canonical_header(save(tensors, metadata=meta)))
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
