@@ -98,6 +98,24 @@ def test_torchvision_builder_loads_local_pth(tmp_path):
     assert nf == 512 and torch.equal(body[0].weight, src.conv1.weight)
 
 
+@pytest.mark.parametrize("form", ["other_task_classifier", "body_only", "learner_save_keys", "ddp_prefix"])
+def test_torchvision_builder_loads_weights_from_another_task(tmp_path, form):
+    # the transfer path: weights trained for another number of classes, or saved from a cut body
+    torch.manual_seed(0)
+    src = torchvision.models.resnet18(weights=None, num_classes=5)
+    src_body = nn.Sequential(*list(src.children())[:-2])
+    sd = {"other_task_classifier": src.state_dict(),
+          "body_only": src_body.state_dict(),
+          "learner_save_keys": {f"0.{k}": v for k, v in src_body.state_dict().items()},
+          "ddp_prefix": {f"module.{k}": v for k, v in src.state_dict().items()}}[form]
+    f = tmp_path / "w.pth"
+    torch.save(sd, f)
+    body, nf, _ = create_body(torchvision.models.resnet18, weights=f)
+    assert nf == 512
+    for k, v in src_body.state_dict().items():
+        assert torch.equal(body.state_dict()[k], v), k
+
+
 def test_head_matches_fastai_layout():
     head = create_head(64, 3, ps=0.5)
     kinds = [type(m).__name__ for m in head]

@@ -16,6 +16,7 @@ from tinydata import TinyDLs  # noqa: E402
 from vision_tl.models.heads import create_head  # noqa: E402
 from vision_tl.train.callbacks import (  # noqa: E402
     Callback,
+    CheckpointCallback,
     CSVLogger,
     EarlyStoppingCallback,
     GradientAccumulation,
@@ -23,7 +24,7 @@ from vision_tl.train.callbacks import (  # noqa: E402
     SaveModelCallback,
 )
 from vision_tl.train.learner import Learner, TrainingOOMError, vision_learner  # noqa: E402
-from vision_tl.train.metrics import accuracy  # noqa: E402
+from vision_tl.train.metrics import accuracy, metric_name, top_k_accuracy  # noqa: E402
 from vision_tl.train.schedule import one_cycle_lr  # noqa: E402
 
 
@@ -139,6 +140,53 @@ def test_nan_loss_stops_training_and_names_the_batch(tmp_path):
     with pytest.warns(RuntimeWarning, match="nan at epoch 0, batch 2"):
         learn.fit(3)
     assert learn.nan_at == (0, 2) and len(learn.recorder.values) == 0
+
+
+def test_nan_in_the_frozen_phase_stops_fine_tune(tmp_path):
+    def loss_func(pred, targ):
+        return nn.functional.cross_entropy(pred, targ) * float("nan")
+
+    learn = make_learner(tmp_path, loss_func=loss_func)
+    with pytest.warns(RuntimeWarning) as record:
+        learn.fine_tune(2)
+    messages = [str(w.message) for w in record]
+    assert any("nan at epoch 0, batch 0" in m for m in messages)
+    assert any("unfrozen phase was not run" in m for m in messages)
+    assert learn.fit_index == 0  # the unfrozen phase never started
+
+
+def test_resume_keeps_the_best_so_far_of_save_model_and_early_stopping(tmp_path):
+    # the run is stopped after epoch 3 of 6; epoch 1 was the best. A resumed SaveModelCallback must
+    # remember that, or it takes epoch 3 for an improvement and reloads the wrong weights at the end
+    class Stop(Exception):
+        pass
+
+    class StopAt(Callback):
+        def after_batch(self):
+            if self.learn.training and self.learn.epoch == 3 and self.learn.iter == 1:
+                raise Stop()
+
+    def run(path, extra=(), resume=None):
+        torch.manual_seed(0)
+        learn = Learner(TinyDLs(n=48, seed=1), tiny_model(), path=path, device="cpu", metrics=accuracy)
+        stop = EarlyStoppingCallback(patience=10)
+        learn.fit_one_cycle(6, 0.5, cbs=[SaveModelCallback(fname="best"), stop, *extra], resume=resume)
+        return learn, stop
+
+    reference, ref_stop = run(tmp_path / "ref")
+    with pytest.raises(Stop):
+        run(tmp_path / "cut", [CheckpointCallback("ck"), StopAt()])
+    resumed, res_stop = run(tmp_path / "cut", [CheckpointCallback("ck")], resume="ck")
+    assert resumed.recorder.values == reference.recorder.values
+    assert res_stop.wait == ref_stop.wait
+    for k, v in reference.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_a_partial_metric_is_named_after_its_function():
+    from functools import partial
+
+    assert metric_name(partial(top_k_accuracy, k=2)) == "top_k_accuracy"
 
 
 def test_out_of_memory_says_so_and_suggests_smaller_bs(tmp_path):

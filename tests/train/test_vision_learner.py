@@ -66,7 +66,7 @@ _RUN = textwrap.dedent("""
     from vision_tl.train.callbacks import Callback, CheckpointCallback
     from vision_tl.train.learner import vision_learner
 
-    folder, out = sys.argv[1], sys.argv[2]
+    folder, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
     class Kill(Callback):  # a real crash: SIGKILL in the middle of the last epoch
         def after_batch(self):
@@ -74,7 +74,7 @@ _RUN = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
 
     dls = ImageDataLoaders.from_folder(folder, valid_pct=0.25, seed=0, item_tfms=Resize(32), bs=8,
-                                       num_workers=0, device="cpu")
+                                       num_workers=workers, device="cpu")
     torch.manual_seed(0)
     learn = vision_learner(dls, "resnet10t", pretrained=False, path=out)
     learn.fine_tune(2, cbs=[CheckpointCallback("ck"), Kill()])
@@ -82,16 +82,19 @@ _RUN = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_to_bit_identical_weights(class_folder, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])  # worker processes must not shift the model's random stream
+def test_a_killed_run_resumes_to_bit_identical_weights(class_folder, tmp_path, workers):
     script = tmp_path / "run.py"
     script.write_text(_RUN)
-    proc = subprocess.run([sys.executable, str(script), str(class_folder), str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, str(script), str(class_folder), str(tmp_path), str(workers)],
+                          capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr[-2000:]  # it really was killed mid-way
     assert (tmp_path / "models" / "ck.pth").is_file()
 
     def learner():
         torch.manual_seed(0)
-        return vision_learner(folder_dls(class_folder), "resnet10t", pretrained=False, path=tmp_path)
+        return vision_learner(folder_dls(class_folder, num_workers=workers), "resnet10t", pretrained=False,
+                              path=tmp_path)
 
     resumed = learner()
     resumed.fine_tune(2, cbs=[CheckpointCallback("ck")], resume="ck")

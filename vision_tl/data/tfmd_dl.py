@@ -90,6 +90,32 @@ def _worker_init(worker_id: int) -> None:
     np.random.seed(torch.initial_seed() % 2**32)
 
 
+def _stop_workers(procs: list[Any]) -> None:
+    """Terminate a finished loader's worker processes (see ``_watch_workers``)."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=1.0)
+
+
+def _watch_workers(it: Any) -> None:
+    """Stop ``it``'s persistent workers as soon as the iterator is garbage, whatever collects it.
+
+    torch shuts workers down from the iterator's ``__del__`` by sending each one a message; when the
+    iterator dies inside a reference cycle (a Learner and its callbacks, say), the garbage collector
+    has already closed the queues that would carry the message, and torch waits 5 s per worker before
+    terminating it: a 10-20 s freeze at a random later moment. A finalizer terminates them at once.
+    """
+    procs = list(getattr(it, "_workers", None) or [])
+    if procs and it not in _WATCHED:
+        _WATCHED.add(it)
+        weakref.finalize(it, _stop_workers, procs)
+
+
+_WATCHED: weakref.WeakSet = weakref.WeakSet()
+
+
 class _SeededSampler(Sampler):
     """Yields ``(index, (seed, epoch, position))`` from the DataLoader's current index order."""
 
@@ -215,6 +241,9 @@ class TfmdDL:
                 persistent_workers=self.persistent_workers and workers > 0,
                 worker_init_fn=_worker_init if workers > 0 else None,
                 prefetch_factor=4 if workers > 0 else None,
+                # its own generator: creating an iterator must not draw from torch's global RNG, or the
+                # model's randomness (dropout) would depend on num_workers and on where a run resumed
+                generator=torch.Generator().manual_seed(self.seed),
             )
             self._loader_key = key
         return self._loader
@@ -222,7 +251,9 @@ class TfmdDL:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         self._current_epoch = self._epoch
         self._epoch += 1
-        for xb, yb, key in self._torch_loader():
+        it = iter(self._torch_loader())
+        _watch_workers(it)
+        for xb, yb, key in it:
             xb = xb.to(self.device, non_blocking=True)
             if xb.dtype == torch.uint8:  # not transformed in a worker: do it here, on the device
                 xb = apply_batch_tfms(xb, self.batch_tfms, self.train, generator=_batch_generator(key))

@@ -153,15 +153,37 @@ def _timm_body(arch: str, pretrained: bool, weights: str | Path | None) -> tuple
     return TimmBody(model, fmt), nf, stats
 
 
-def _cut_torchvision(model: nn.Module) -> nn.Module:
-    """Cut a torchvision classifier before its global pooling layer (fastai's rule)."""
+def _cut_torchvision(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """Cut a torchvision classifier before its global pooling layer (fastai's rule).
+
+    Returns the body (an ``nn.Sequential``) and the model's names of its children, in order.
+    """
     children = list(model.named_children())
     pools = [i for i, (_, m) in enumerate(children) if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
     if pools:
-        return nn.Sequential(*[m for _, m in children[: pools[-1]]])
+        kept = children[: pools[-1]]
+        return nn.Sequential(*[m for _, m in kept]), [n for n, _ in kept]
     if hasattr(model, "features"):
-        return nn.Sequential(model.features, nn.ReLU())
+        return nn.Sequential(model.features, nn.ReLU()), ["features"]
     raise ValueError(f"cannot find where to cut torchvision model {type(model).__name__}; pass an nn.Module body")
+
+
+def _as_body_keys(sd: Mapping[str, torch.Tensor], names: list[str]) -> dict[str, torch.Tensor]:
+    """Rename a full torchvision state dict's body keys (``layer1.0.conv1.weight``, maybe after a
+    ``module.``-style prefix) to the cut body's (``4.0.conv1.weight``); other keys pass unchanged,
+    so a file that already has body keys (a ``learn.save`` file, a body-only state dict) loads too.
+    """
+    index = {n: str(i) for i, n in enumerate(names)}
+    out: dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        new = k
+        for prefix in _PREFIXES:
+            head, _, rest = k[len(prefix):].partition(".")
+            if k.startswith(prefix) and rest and head in index:
+                new = f"{prefix}{index[head]}.{rest}"
+                break
+        out.setdefault(new, v)
+    return out
 
 
 def _torchvision_body(
@@ -181,17 +203,11 @@ def _torchvision_body(
     if use_hub:
         tfm = torchvision.models.get_model_weights(name).DEFAULT.transforms()
         mean, std = tuple(tfm.mean), tuple(tfm.std)
-    if weights is not None:
-        load_into(model, _drop_classifier(load_weights_file(weights), model), f"weights file {str(weights)!r}")
-    body = _cut_torchvision(model)
+    body, names = _cut_torchvision(model)
+    if weights is not None:  # into the body only: the file's classifier (any size, or none) is not needed
+        load_into(body, _as_body_keys(load_weights_file(weights), names), f"weights file {str(weights)!r}")
     nf = _num_features(body)
     return body, nf, {"mean": tuple(mean), "std": tuple(std), "input_size": (224, 224)}
-
-
-def _drop_classifier(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Keep the file's classifier only when it fits (a file from another task has another size)."""
-    target = model.state_dict()
-    return {k: v for k, v in sd.items() if k not in target or target[k].shape == v.shape}
 
 
 def _num_features(body: nn.Module, size: tuple[int, int] = (64, 64)) -> int:

@@ -78,6 +78,13 @@ class Callback:
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs of this callback (plain values; ``{}``: nothing). Checkpoints store it."""
+        return {}
+
+    def load_state_dict(self, d: dict) -> None:
+        """Take back what ``state_dict`` returned (called when a checkpoint is resumed)."""
+
 
 def _fmt(v: Any) -> str:
     if isinstance(v, int):
@@ -301,6 +308,12 @@ class _TrackerCallback(Callback):
         if self.reset_on_fit or self.best is None:
             self.best = None
 
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.best = d.get("best")
+
     def _improved(self) -> bool:
         val = float(self.learn.recorder.values[-1][self.idx])
         delta = -self.min_delta if self.comp(0, 1) else self.min_delta
@@ -320,6 +333,13 @@ class EarlyStoppingCallback(_TrackerCallback):
     def before_fit(self) -> None:
         super().before_fit()
         self.wait = 0
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "wait": self.wait}
+
+    def load_state_dict(self, d: dict) -> None:
+        super().load_state_dict(d)
+        self.wait = int(d.get("wait", 0))
 
     def after_epoch(self) -> None:
         if self._improved():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -73,7 +73,7 @@ def save_checkpoint(learn: Learner, name: str | Path) -> Path:
         "model": learn.raw_model.state_dict(), "opt": learn.opt.state_dict(),
         "scaler": learn.scaler.state_dict() if learn.scaler is not None else {},
         "epoch": learn.epoch, "epochs_done": learn.epochs_done, "n_epoch": learn.n_epoch, "fit_index": learn.fit_index, "frozen_to": learn.frozen_to,
-        "rng": get_rng_states(), "recorder": learn.recorder.state_dict(),
+        "rng": get_rng_states(), "recorder": learn.recorder.state_dict(), "cbs": _cb_states(learn),
     }
     if hasattr(learn.dls.train, "state_dict"):
         state["dl"] = learn.dls.train.state_dict()
@@ -101,3 +101,23 @@ def restore_checkpoint(learn: Learner, state: dict) -> None:
     if "dl" in state and hasattr(learn.dls.train, "load_state_dict"):
         learn.dls.train.load_state_dict(state["dl"])
     learn.recorder.load_state_dict(state["recorder"])
+    states = state.get("cbs", {})
+    for key, cb in _cb_keys(learn):
+        if key in states:
+            cb.load_state_dict(states[key])
+
+
+def _cb_keys(learn: Learner) -> list[tuple[str, Any]]:
+    """Each callback with a stable key (class name, and a count when a class appears twice)."""
+    seen: dict[str, int] = {}
+    out = []
+    for cb in learn.cbs:
+        n = type(cb).__name__
+        seen[n] = seen.get(n, 0) + 1
+        out.append((n if seen[n] == 1 else f"{n}#{seen[n]}", cb))
+    return out
+
+
+def _cb_states(learn: Learner) -> dict[str, dict]:
+    """The callbacks' own resume state (best value so far, early-stopping patience, ...)."""
+    return {key: d for key, cb in _cb_keys(learn) if cb is not learn.recorder and (d := cb.state_dict())}

@@ -13,6 +13,7 @@ here); prediction and export in ``vision_tl.inference`` (imported when first use
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -80,6 +81,7 @@ class Learner:
         self.opt: torch.optim.Optimizer | None = None
         self.scaler: Any = None
         self.frozen_to, self.fitting, self.training, self.fit_index = 0, False, False, 0
+        self.nan_at: tuple[int, int] | None = None  # (epoch, batch) where TerminateOnNaN stopped the last fit
         self.epoch, self.n_epoch, self.iter, self.start_epoch = 0, 1, 0, 0
         self.epochs_done = 0  # over every fit of this learner: the data's shuffle/augmentation stream
         self.val_results: list[float] | None = None
@@ -195,7 +197,7 @@ class Learner:
         with self.added_cbs(cbs):
             if self.opt is None:
                 self.create_opt()
-            self.n_epoch, self.start_epoch, self.fit_index = n_epoch, 0, fit_index
+            self.n_epoch, self.start_epoch, self.fit_index, self.nan_at = n_epoch, 0, fit_index, None
             self._sched, self._wd, self.fitting = sched, wd, True
             try:
                 self._with_events(self._do_fit, "fit", CancelFitException)
@@ -336,6 +338,10 @@ class Learner:
         self._begin(resume)
         self.freeze()
         self._one_cycle(freeze_epochs, slice(base_lr), 25.0, div_final, 0.99, wd, moms, cbs, fit_index=0)
+        if self.nan_at is not None:  # TerminateOnNaN stopped the frozen phase: unfreezing would not help
+            warnings.warn("fine_tune: the frozen phase stopped on a non-finite loss, so the unfrozen phase "
+                          "was not run", RuntimeWarning, stacklevel=2)
+            return
         base_lr /= 2
         self.unfreeze()
         self._one_cycle(epochs, slice(base_lr / lr_mult, base_lr), div, div_final, pct_start, wd, moms, cbs,

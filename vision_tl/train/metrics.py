@@ -7,6 +7,8 @@ name in the epoch table is ``metric.name`` if set, else ``metric.__name__``.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -100,5 +102,7 @@ class F1Score(_MacroMetric):
 
 
 def metric_name(m: object) -> str:
-    """The column name of a metric."""
+    """The column name of a metric (a ``functools.partial`` is named after the function it wraps)."""
+    while isinstance(m, functools.partial):
+        m = m.func
     return getattr(m, "name", None) or getattr(m, "__name__", None) or type(m).__name__
