@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 import threading
 import zipfile
@@ -303,6 +304,9 @@ def test_zip_and_flat_archives_extract_into_the_named_folder(tmp_path):
         zf.writestr("b.txt", "2")
     out = extract_archive(path, tmp_path / "out")
     assert (out / "a" / "x.txt").read_text() == "1" and (out / "b.txt").read_text() == "2"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~mask  # a folder others can read, like any other
     with pytest.raises(FileExistsError, match="out"):
         extract_archive(path, tmp_path / "out")
 

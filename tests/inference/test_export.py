@@ -91,6 +91,25 @@ def test_exporting_the_same_model_twice_gives_the_same_bytes(predictor, tmp_path
     assert len(blobs) == 1
 
 
+@pytest.mark.parametrize("norm", [{"mean": [0.5], "std": [0.1, 0.2]}, {"mean": "abc", "std": "def"},
+                                  {"mean": [0.5, 0.5, 0.5], "std": [0.0, 1.0, 1.0]}])
+def test_bad_normalization_in_a_resigned_manifest_names_the_file(exported, tmp_path, norm):
+    path, _ = exported
+    bad = _rewrite(path, manifest_edit=lambda m: m.update(normalize=norm), dest=tmp_path / "bad.vtl")
+    with pytest.raises(ExportFormatError, match=r"bad\.vtl.*manifest is invalid"):
+        load_learner(bad, device="cpu")
+
+
+def test_exported_file_is_readable_by_others_as_the_umask_allows(predictor, tmp_path):
+    # another account or a container serving the model must be able to read it (not 0600)
+    mask = os.umask(0o022)
+    try:
+        f = predictor.export(tmp_path / "shared.vtl")
+    finally:
+        os.umask(mask)
+    assert f.stat().st_mode & 0o777 == 0o644
+
+
 def test_failed_export_leaves_earlier_file_intact(exported, tmp_path):
     path, pred = exported
     before = path.read_bytes()

@@ -55,6 +55,20 @@ def test_predict_uses_the_validation_pipeline_of_get_preds(learn):
     assert targets.tolist() == learn.dls.valid_ds.labels
 
 
+def test_learner_top_k_matches_its_probabilities(learn):
+    f = _valid_files(learn)[0]
+    label, idx, probs = learn.predict(f)
+    top = learn.top_k(f, k=2)
+    assert top[0][0] == label and top[0][1] == pytest.approx(float(probs[idx]))
+    assert len(top) == 2 and top[0][1] >= top[1][1]
+
+
+def test_interpretation_of_a_loaded_model_says_what_it_needs(learn, tmp_path):
+    loaded = load_learner(learn.export(tmp_path / "m.vtl"), device="cpu")
+    with pytest.raises(TypeError, match="training Learner.*vision-tl evaluate"):
+        ClassificationInterpretation.from_learner(loaded)
+
+
 def test_tta_blends_augmented_and_plain_predictions(learn):
     preds, targets = learn.tta(n=2)
     n = len(learn.dls.valid_ds)

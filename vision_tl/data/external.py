@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..files import umask_mode
+
 HOME_ENV = "VISION_TL_HOME"
 MIRROR_ENV = "VISION_TL_MIRROR"
 _CHUNK = 1 << 20
@@ -344,6 +346,8 @@ def extract_archive(archive: str | Path, dest: str | Path) -> Path:
         entries = list(root.iterdir())
         src = entries[0] if len(entries) == 1 and entries[0].is_dir() else root
         os.replace(src, dest)
+        if src == root:  # mkdtemp made it private (0700); give it a new folder's usual mode
+            umask_mode(dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest

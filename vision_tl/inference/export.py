@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -24,7 +23,8 @@ from typing import Any
 import torch
 
 from ..data.batch_tfms import _BATCH_TFMS, batch_tfm_from_dict
-from .predict import Predictor
+from ..files import sibling_temp
+from .predict import Predictor, _as_normalize
 
 FORMAT_NAME = "vision_tl.learner"
 FORMAT_VERSION = 1  # bump when the manifest changes incompatibly
@@ -139,8 +139,7 @@ def write_vtl(fname: str | Path, tensors: Mapping[str, torch.Tensor], manifest: 
     manifest = {**manifest, "weights_sha256": weights_sha256(tensors)}
     text = json.dumps(manifest, sort_keys=True)
     meta = {MANIFEST_KEY: text, MANIFEST_SHA_KEY: hashlib.sha256(text.encode()).hexdigest()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = sibling_temp(path)
     try:
         with open(tmp, "wb") as f:
             f.write(_canonical_header(save(tensors, metadata=meta)))
@@ -315,6 +314,8 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
         cfg = ModelConfig.from_dict(m["model_config"])
         item_tfms = [item_tfm_from_dict(d) for d in m["item_tfms"]]
         batch_tfms = [batch_tfm_from_dict(d) for d in m.get("batch_tfms") or []]
+        norm = m.get("normalize")
+        normalize = None if norm is None else _as_normalize((norm["mean"], norm["std"]))
     except (ValueError, TypeError, KeyError) as e:
         raise ExportFormatError(path, f"the manifest is invalid: {e}") from None
     if cfg.n_out != len(m["vocab"]):
@@ -330,8 +331,6 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
     _check_weights(path, model, sd, m)
     model.load_state_dict(sd, strict=True)
     model.eval()
-    norm = m.get("normalize")
-    normalize = None if norm is None else (tuple(norm["mean"]), tuple(norm["std"]))
     if cpu and device is not None and torch.device(device).type != "cpu":
         raise ValueError(f"load_learner: cpu=True contradicts device={device!r}")
     if device is None:

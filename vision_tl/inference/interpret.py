@@ -23,6 +23,12 @@ def _ordered_dl(learn: Any, ds_idx: int) -> Any:
     """The validation loader, or (``ds_idx=0``) the training set in order with the valid-time transforms."""
     if ds_idx not in (0, 1):
         raise ValueError(f"ds_idx must be 0 (train) or 1 (valid), got {ds_idx!r}")
+    if not hasattr(learn, "dls") or not hasattr(learn, "get_preds"):
+        raise TypeError(
+            f"interpretation needs a training Learner (its DataLoaders hold the labelled validation set), got "
+            f"{type(learn).__name__}; for a model from load_learner, run `vision-tl evaluate MODEL DATA` or make "
+            "a Learner on labelled DataLoaders"
+        )
     from .predict import inorder_dl
 
     return inorder_dl(learn.dls.train) if ds_idx == 0 else learn.dls.valid

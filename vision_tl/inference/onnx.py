@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from ..data.batch_tfms import Normalize, apply_batch_tfms
+from ..files import sibling_temp
 from .predict import Predictor
 
 _DTYPES = ("uint8", "float32")
@@ -69,8 +69,7 @@ def export_onnx(learn_or_predictor: Any, fname: str | Path, input_dtype: str = "
     device = pred.device
     wrapped = PreprocessedClassifier(pred).cpu().eval()
     example = torch.zeros(2, 3, h, w, dtype=getattr(torch, input_dtype))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
+    tmp = sibling_temp(path, ".onnx")
     was_training = pred.model.training
     try:
         pred.model.cpu().eval()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..files import sibling_temp
 from .callbacks import get_rng_states, set_rng_states
 from .distributed import barrier, is_main_process
 
@@ -37,7 +38,7 @@ def atomic_save(state: dict, f: Path) -> Path:
         barrier()
         return f
     f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f".{f.name}.tmp{os.getpid()}")
+    tmp = sibling_temp(f)
     try:
         torch.save(state, tmp)
         os.replace(tmp, f)

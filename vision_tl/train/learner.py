@@ -437,7 +437,12 @@ class Learner:
         return self._predictor().predict(item)
 
     def predict_batch(self, items: Sequence[Any], **kwargs: Any) -> Any:
+        """Class probabilities ``(n, c)`` for many images, decoded in worker processes (see ``Predictor``)."""
         return self._predictor().predict_batch(items, **kwargs)
+
+    def top_k(self, item: Any, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` most likely ``(label, probability)`` pairs for one image, most likely first."""
+        return self._predictor().top_k(item, k)
 
     def _predictor(self) -> Any:
         """The ``Predictor`` of this learner, rebuilt only when what it was built from changed."""
