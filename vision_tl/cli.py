@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=1, help="(default: %(default)s)")
     p.add_argument("--size", type=int, default=None, help="image size (default: 64 offline, 224 with --real)")
     p.add_argument("--n-images", type=int, default=400, help="synthetic images (default: %(default)s)")
-    p.add_argument("--bs", type=int, default=32, help="(default: %(default)s)")
+    p.add_argument("--bs", type=int, default=None, help="batch size (default: 32 offline, 64 with --real, as fastai)")
     p.add_argument("--seed", type=int, default=42, help="(default: %(default)s)")
     p.add_argument("--json", action="store_true", help="also print what the demo measured as JSON")
     return parser

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -58,54 +57,11 @@ def synthetic_pets(root: Path, n_images: int, seed: int) -> Path:
     return path
 
 
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """A quick TCP probe, so an offline machine does not sit through the hub's retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def find_pretrained(arch: str) -> tuple[bool, Path | None, str]:
-    """Where ImageNet weights for the timm ``arch`` can come from, without waiting on a dead network.
-
-    Returns ``(pretrained, weights_file, why)``: a cached file (Hugging Face or torch hub cache) is
-    used directly; otherwise the hub is used when it answers; otherwise ``(False, None, why)``.
-    """
-    import timm
-    from timm.models import get_pretrained_cfg
-
-    cfg = get_pretrained_cfg(arch) if timm.is_model(arch) else None
-    if cfg is None:
-        return False, None, f"timm knows no pretrained weights for {arch!r}"
-    if cfg.hf_hub_id:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            for fname in ("model.safetensors", "pytorch_model.bin"):
-                hit = try_to_load_from_cache(cfg.hf_hub_id, fname)
-                if isinstance(hit, str):
-                    return True, Path(hit), f"cached weights {hit}"
-        except ImportError:  # pragma: no cover - timm depends on huggingface_hub
-            pass
-    if cfg.url:
-        import torch.hub
-
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name
-        if cached.is_file():
-            return True, cached, f"cached weights {cached}"
-    if _hub_reachable():
-        return True, None, "downloading weights from the Hugging Face hub"
-    return False, None, "no network and no cached copy of the pretrained weights"
-
-
 def _make_learner(dls: Any, arch: str, require_pretrained: bool) -> tuple[Any, bool]:
     """``vision_learner`` with pretrained weights when reachable, else random init (said aloud)."""
     from .data.external import DownloadError
     from .models.backbones import PretrainedWeightsError
+    from .models.hub import find_pretrained
     from .train.learner import vision_learner
     from .train.metrics import error_rate
 
@@ -199,7 +155,7 @@ def run_demo(
     epochs: int = 1,
     size: int | None = None,
     n_images: int = 400,
-    bs: int = 32,
+    bs: int | None = None,
     seed: int = 42,
 ) -> dict:
     """Run lesson 1 (cats vs dogs) end to end and return what it measured.
@@ -223,6 +179,7 @@ def run_demo(
     out = _prepare_out(Path(out))
     arch = arch or (_REAL_ARCH if real else _OFFLINE_ARCH)
     size = size or (_REAL_SIZE if real else _OFFLINE_SIZE)
+    bs = bs or (64 if real else 32)  # --real: fastai's default batch size, as in the lesson
     if real:
         _say(f"Oxford-IIIT Pet from {URLs.PETS} (downloaded once, then read from the cache)")
         path = untar_data(URLs.PETS)
@@ -235,6 +192,9 @@ def run_demo(
         num_workers=min(4, os.cpu_count() or 1) if real else 0,
     )
     _say(f"{len(dls.train_ds)} training and {len(dls.valid_ds)} validation images, classes {dls.vocab}")
+    import torch
+
+    torch.manual_seed(seed)  # the new head's initial weights and dropout: the same run every time on a CPU
     learn, pretrained = _make_learner(dls, arch, require_pretrained=real)
     hist = _loss_history()
     learn.fine_tune(epochs, cbs=[hist])

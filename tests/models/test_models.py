@@ -58,8 +58,40 @@ def test_unknown_timm_name_is_named_in_error():
 
 def test_pretrained_offline_error_says_how_to_supply_weights():
     # conftest sets HF_HUB_OFFLINE=1 and nothing is cached here
-    with pytest.raises(PretrainedWeightsError, match="weights=.*pretrained=False"):
+    with pytest.raises(PretrainedWeightsError, match="weights=.*--weights FILE.*pretrained=False.*--no-pretrained"):
         create_body("resnet10t", pretrained=True)
+
+
+def test_pretrained_weights_come_from_the_cache_through_timm_when_offline(tmp_path, monkeypatch):
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    # a locally written checkpoint where torch.hub would have cached the real resnet10t weights
+    url = get_pretrained_cfg("resnet10t").url
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    ckpt.parent.mkdir(parents=True)
+    torch.manual_seed(3)
+    src = timm.create_model("resnet10t", pretrained=False)
+    torch.save(src.state_dict(), ckpt)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    body, _, _ = create_body("resnet10t", pretrained=True)
+    assert torch.equal(body.model.conv1[0].weight, src.conv1[0].weight)
+
+
+def test_offline_pretrained_request_fails_without_touching_the_network(monkeypatch):
+    # the hub client would retry for ~50 s; the probe must decide first, here without a connection
+    import socket
+
+    from vision_tl.models import hub
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"tried to connect to {args[0]!r}")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    assert not hub.host_reachable("huggingface.co")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert hub.host_reachable("huggingface.co")  # behind a proxy only the hub client can tell
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "pth"])

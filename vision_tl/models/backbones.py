@@ -103,11 +103,11 @@ def load_into(module: nn.Module, sd: Mapping[str, torch.Tensor], source: str = "
     module.load_state_dict({k: best[k] for k in target}, strict=True)
 
 
-def _offline_error(arch: str, err: Exception) -> PretrainedWeightsError:
+def _offline_error(arch: str, why: str) -> PretrainedWeightsError:
     return PretrainedWeightsError(
-        f"could not load pretrained weights for {arch!r} ({type(err).__name__}: {err}). "
-        "Without network access and no cached copy, pass a local file with "
-        "weights='path/to/file.safetensors' (or a .pth/.pt state dict), or pretrained=False."
+        f"could not load pretrained weights for {arch!r} ({why}). Without network access and no cached "
+        "copy, pass a local file with weights='path/to/file.safetensors' (or a .pth/.pt state dict; on the "
+        "command line --weights FILE), or pretrained=False (--no-pretrained)."
     )
 
 
@@ -133,11 +133,20 @@ def _timm_body(arch: str, pretrained: bool, weights: str | Path | None) -> tuple
     if not timm.is_model(arch):
         raise ValueError(f"arch={arch!r} is not a timm model name (see timm.list_models())")
     use_hub = pretrained and weights is None
+    kwargs: dict[str, Any] = {}
+    if use_hub:  # answer at once offline instead of after the hub's retries
+        from .hub import find_pretrained
+
+        available, cached, why = find_pretrained(arch)
+        if not available:
+            raise _offline_error(arch, why)
+        if cached is not None:  # timm's own loading (its key filters), from the cache, no network
+            kwargs["pretrained_cfg_overlay"] = {"file": str(cached)}
     try:
-        model = timm.create_model(arch, pretrained=use_hub, num_classes=0, global_pool="")
+        model = timm.create_model(arch, pretrained=use_hub, num_classes=0, global_pool="", **kwargs)
     except (OSError, RuntimeError, ValueError) as e:
         if use_hub:
-            raise _offline_error(arch, e) from e
+            raise _offline_error(arch, f"{type(e).__name__}: {e}") from e
         raise
     if weights is not None:
         load_into(model, load_weights_file(weights), source=f"weights file {str(weights)!r}")
@@ -198,7 +207,7 @@ def _torchvision_body(
         model = builder(weights="DEFAULT" if use_hub else None)
     except (OSError, RuntimeError, ValueError) as e:  # URLError is an OSError
         if use_hub:
-            raise _offline_error(name, e) from e
+            raise _offline_error(name, f"{type(e).__name__}: {e}") from e
         raise
     if use_hub:
         tfm = torchvision.models.get_model_weights(name).DEFAULT.transforms()
