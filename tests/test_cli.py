@@ -42,6 +42,7 @@ def test_help_lists_every_command_without_importing_torch():
         (["train", "data", "--label-from", "parent"], "got 'parent'"),
         (["train", "data", "--valid-pct", "1.5"], "--valid-pct must be in [0, 1), got 1.5"),
         (["train", "--epochs", "2"], "required: DATA"),
+        (["predict", "m.vtl", "a.jpg", "--device", "banana"], "--device must be cpu, cuda, cuda:N or mps"),
     ],
 )
 def test_usage_errors_exit_2_and_say_why(argv, message, capsys):
@@ -49,6 +50,17 @@ def test_usage_errors_exit_2_and_say_why(argv, message, capsys):
         main(argv)
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_subcommand_usage_error_shows_that_subcommand_usage(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "data", "--bs", "0"])
+    assert capsys.readouterr().err.startswith("usage: vision-tl train")
+
+
+def test_debug_may_follow_the_subcommand(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.vtl"):  # the traceback, not the one-line error
+        main(["info", str(tmp_path / "missing.vtl"), "--debug"])
 
 
 def test_missing_model_file_exits_1_with_one_line(tmp_path, capsys):

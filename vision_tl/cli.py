@@ -8,6 +8,7 @@ Nothing heavy is imported until a subcommand runs, so ``vision-tl --help`` answe
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bs", type=int, default=None, help="batch size (default: 32 offline, 64 with --real, as fastai)")
     p.add_argument("--seed", type=int, default=42, help="(default: %(default)s)")
     p.add_argument("--json", action="store_true", help="also print what the demo measured as JSON")
+    for sp in sub.choices.values():  # `vision-tl predict ... --debug` works as well as before the command
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on failure")
+        sp.set_defaults(subparser=sp)
     return parser
 
 
@@ -394,8 +398,11 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
             _positive(getattr(args, flag, None), f"--{flag.replace('_', '-')}")
         if getattr(args, "valid_pct", None) is not None and not 0 <= args.valid_pct < 1:
             raise CLIError(f"--valid-pct must be in [0, 1), got {args.valid_pct}")
+        device = getattr(args, "device", None)
+        if device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
+            raise CLIError(f"--device must be cpu, cuda, cuda:N or mps, got {device!r}")
     except CLIError as e:
-        parser.error(str(e))
+        getattr(args, "subparser", parser).error(str(e))  # the subcommand's usage line, as argparse does
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -115,6 +115,13 @@ def test_weights_from_another_arch_are_refused_with_the_file_named(tmp_path):
         create_body("resnet10t", weights=f)
 
 
+def test_a_file_that_is_no_weights_file_says_so_in_one_line(tmp_path):
+    f = tmp_path / "notes.pth"
+    f.write_text("hello")
+    with pytest.raises(PretrainedWeightsError, match="notes.pth.*not a .safetensors file or a torch.save state dict"):
+        create_body("resnet10t", weights=f)
+
+
 def test_pickled_objects_are_never_unpickled(tmp_path):
     f = tmp_path / "evil.pth"
     torch.save({"model": argparse.Namespace(payload="code")}, f)  # any non-tensor object needs pickle

@@ -7,6 +7,7 @@ loaders (hub caches) or from a local file, always loaded without unpickling code
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def load_weights_file(fname: str | Path) -> dict[str, torch.Tensor]:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # pickle errors, truncated files, ...
             raise PretrainedWeightsError(
-                f"could not read weights file {str(path)!r} safely (weights_only=True): {e}"
+                f"could not read weights file {str(path)!r} safely (weights_only=True): {_why_unreadable(path, e)}"
             ) from e
     for key in ("state_dict", "model", "model_state_dict", "module"):
         if isinstance(sd, Mapping) and key in sd and isinstance(sd[key], Mapping):
@@ -74,6 +75,19 @@ def load_weights_file(fname: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise PretrainedWeightsError(f"weights file {str(path)!r} does not hold a state dict of tensors")
     return dict(sd)
+
+
+def _why_unreadable(path: Path, err: Exception) -> str:
+    """One line on why ``torch.load`` refused ``path`` (torch's own messages run to a page, or say ``'101'``)."""
+    text = str(err).strip()
+    with open(path, "rb") as f:
+        head = f.read(1)
+    if not zipfile.is_zipfile(path) and head != b"\x80":  # torch.save writes a zip (or, long ago, a pickle)
+        return "not a .safetensors file or a torch.save state dict"
+    if "Weights only load failed" in text:
+        return ("it holds Python objects that only unpickling could rebuild (refused: a weights file must "
+                "hold plain tensors; save model.state_dict(), or use .safetensors)")
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else 'unreadable (truncated?)'}"
 
 
 def load_into(module: nn.Module, sd: Mapping[str, torch.Tensor], source: str = "weights") -> None:
