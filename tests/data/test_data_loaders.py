@@ -190,24 +190,39 @@ def folder_copy(class_folder, tmp_path):
 
 
 def test_bad_image_during_training_is_skipped_with_a_warning_naming_it(folder_copy):
-    bad = folder_copy / "circle" / "circle_0.jpg"
+    def make(**kw):
+        return ImageDataLoaders.from_folder(folder_copy, valid_pct=0.25, seed=0, item_tfms=Resize(16), **{**FAST, **kw})
+
+    bad = make().train_ds.items[0]  # the split depends on the names only: this file stays in training
     bad.write_bytes(b"")
-    dls = ImageDataLoaders.from_folder(folder_copy, valid_pct=0.25, seed=0, item_tfms=Resize(16), **FAST)
-    with pytest.warns(UserWarning, match="circle_0.jpg"):
-        n = sum(len(xb) for xb, _ in dls.train) + sum(len(xb) for xb, _ in dls.valid)
-    assert n == 24 + 9  # train drops its last partial batch; nothing else lost
-    in_worker = ImageDataLoaders.from_folder(folder_copy, valid_pct=0.25, seed=0, item_tfms=Resize(16), bs=8,
-                                             num_workers=1)  # the warning is printed by the worker
-    assert sum(len(xb) for xb, _ in in_worker.train) + sum(len(xb) for xb, _ in in_worker.valid) == n
-    strict = ImageDataLoaders.from_folder(folder_copy, valid_pct=0.25, seed=0, item_tfms=Resize(16),
-                                          on_bad_image="raise", **FAST)
-    with pytest.raises(ImageError, match="circle_0.jpg"):
-        _all(strict.train), _all(strict.valid)
-    strict.train.num_workers = strict.valid.num_workers = 1
-    with pytest.raises(ImageError, match="circle_0.jpg"):  # re-raised from the worker, same type
-        _all(strict.train), _all(strict.valid)
+    dls = make()
+    with pytest.warns(UserWarning, match=bad.name):
+        n = sum(len(xb) for xb, _ in dls.train)
+    assert n == 24  # train drops its last partial batch; nothing else lost
+    in_worker = make(bs=8, num_workers=1)  # the warning is printed by the worker
+    assert sum(len(xb) for xb, _ in in_worker.train) == n
+    strict = make(on_bad_image="raise")
+    with pytest.raises(ImageError, match=bad.name):
+        _all(strict.train)
+    strict.train.num_workers = 1
+    with pytest.raises(ImageError, match=bad.name):  # re-raised from the worker, same type
+        _all(strict.train)
     with pytest.raises(ValueError, match="on_bad_image must be one of .* got 'ignore'"):
-        ImageDataLoaders.from_folder(folder_copy, valid_pct=0.25, on_bad_image="ignore", **FAST)
+        make(on_bad_image="ignore")
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_bad_image_outside_training_stops_instead_of_shifting_results(folder_copy, num_workers):
+    # a substitute in validation counts one image twice; in test_dl it shifts predictions onto other files
+    dls = ImageDataLoaders.from_folder(folder_copy, valid_pct=0.25, seed=0, item_tfms=Resize(16), **FAST)
+    bad = dls.valid_ds.items[2]
+    bad.write_bytes(b"")
+    dls.valid.num_workers = num_workers
+    with pytest.raises(ImageError, match=f"{bad.name}.*verify_images"):
+        _all(dls.valid)
+    test = dls.test_dl(dls.valid_ds.items, num_workers=num_workers)
+    with pytest.raises(ImageError, match=bad.name):
+        _all(test)
 
 
 def test_empty_folder_one_class_and_empty_class(tmp_path, class_folder):

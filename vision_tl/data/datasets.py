@@ -1,9 +1,11 @@
 """The image dataset (decode + item transforms, run in a worker) and the uint8 collate function.
 
-Bad images at training time (``on_bad_image``): ``"warn"`` (default) skips the file with a
+Bad images in the training set (``on_bad_image``): ``"warn"`` (default) skips the file with a
 ``warnings.warn`` naming it, once per file and process, and uses the next item instead, so one
 corrupt file in 10,000 does not stop a long run; ``"raise"`` stops with an :class:`ImageError` naming
-the file. Call :func:`vision_tl.verify_images` beforehand to find (and remove) such files.
+the file. Outside training (validation, ``test_dl``) a bad file always raises: a substitute there would
+count one image twice in the metrics and shift every prediction after it onto the wrong file. Call
+:func:`vision_tl.verify_images` beforehand to find (and remove) such files.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ class ImageDataset(Dataset):
             except ImageError as e:
                 if self.on_bad_image == "raise":
                     raise
+                if not self.train:  # results must line up with the files: no substitutes here
+                    raise ImageError(e.path, f"{e.reason} (outside training every file is used as given: "
+                                     "remove it, or find all such files with verify_images)") from None
                 if str(e.path) not in self._warned:
                     self._warned.add(str(e.path))
                     warnings.warn(f"skipping bad image: {e} (using another item instead)", stacklevel=2)
