@@ -14,7 +14,6 @@ import hashlib
 import os
 import shutil
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -25,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..files import umask_mode
+from ..files import sibling_temp
 
 HOME_ENV = "VISION_TL_HOME"
 MIRROR_ENV = "VISION_TL_MIRROR"
@@ -324,7 +323,8 @@ def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     if dest.exists():
         raise FileExistsError(f"{dest} already exists; remove it or choose another folder")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    tmp = sibling_temp(dest, "")
+    tmp.mkdir()  # not mkdtemp: its 0700 would make the extracted folder unreadable to other accounts
     try:
         root = tmp.resolve()
         if zipfile.is_zipfile(archive):
@@ -346,8 +346,6 @@ def extract_archive(archive: str | Path, dest: str | Path) -> Path:
         entries = list(root.iterdir())
         src = entries[0] if len(entries) == 1 and entries[0].is_dir() else root
         os.replace(src, dest)
-        if src == root:  # mkdtemp made it private (0700); give it a new folder's usual mode
-            umask_mode(dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest

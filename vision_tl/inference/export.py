@@ -125,7 +125,7 @@ def write_vtl(fname: str | Path, tensors: Mapping[str, torch.Tensor], manifest: 
 
     The file is written next to its destination under a temporary name and moved into place with
     ``os.replace``: a crash mid-write leaves any earlier file intact. An existing file of the same
-    name is replaced (like fastai's ``export``).
+    name is replaced (like fastai's ``export``), with a warning naming it. Same input, same bytes.
     """
     from safetensors.torch import save
 

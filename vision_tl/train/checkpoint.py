@@ -74,7 +74,7 @@ def save_checkpoint(learn: Learner, name: str | Path) -> Path:
         "model": learn.raw_model.state_dict(), "opt": learn.opt.state_dict(),
         "scaler": learn.scaler.state_dict() if learn.scaler is not None else {},
         "epoch": learn.epoch, "epochs_done": learn.epochs_done, "n_epoch": learn.n_epoch, "fit_index": learn.fit_index, "frozen_to": learn.frozen_to,
-        "rng": get_rng_states(), "recorder": learn.recorder.state_dict(), "cbs": _cb_states(learn),
+        "rng": get_rng_states(), "cbs": _cb_states(learn),
     }
     if hasattr(learn.dls.train, "state_dict"):
         state["dl"] = learn.dls.train.state_dict()
@@ -101,7 +101,6 @@ def restore_checkpoint(learn: Learner, state: dict) -> None:
     set_rng_states(state["rng"])
     if "dl" in state and hasattr(learn.dls.train, "load_state_dict"):
         learn.dls.train.load_state_dict(state["dl"])
-    learn.recorder.load_state_dict(state["recorder"])
     states = state.get("cbs", {})
     for key, cb in _cb_keys(learn):
         if key in states:
@@ -120,5 +119,5 @@ def _cb_keys(learn: Learner) -> list[tuple[str, Any]]:
 
 
 def _cb_states(learn: Learner) -> dict[str, dict]:
-    """The callbacks' own resume state (best value so far, early-stopping patience, ...)."""
-    return {key: d for key, cb in _cb_keys(learn) if cb is not learn.recorder and (d := cb.state_dict())}
+    """The callbacks' own resume state (the Recorder's history, best value so far, patience, ...)."""
+    return {key: d for key, cb in _cb_keys(learn) if (d := cb.state_dict())}
