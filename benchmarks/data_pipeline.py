@@ -68,8 +68,8 @@ def make_images(folder: Path, n: int, seed: int = 0) -> Path:
 def ours(path: Path, size: int, workers: int, passes: int, bs: int, aug: bool) -> float:
     """Median img/s of full train passes with vision_tl."""
     from vision_tl.data.batch_tfms import aug_transforms
+    from vision_tl.data.factories import ImageDataLoaders
     from vision_tl.data.item_tfms import Resize
-    from vision_tl.data.loaders import ImageDataLoaders
     from vision_tl.data.sources import get_image_files
 
     files = get_image_files(path)

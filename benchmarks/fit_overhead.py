@@ -53,8 +53,8 @@ def make_folder(root: Path, n_per_class: int, n_classes: int, min_side: int, max
 
 
 def make_dls(path: Path, args: argparse.Namespace):
+    from vision_tl.data.factories import ImageDataLoaders
     from vision_tl.data.item_tfms import Resize
-    from vision_tl.data.loaders import ImageDataLoaders
 
     return ImageDataLoaders.from_folder(path, valid_pct=0.2, seed=0, item_tfms=Resize(args.size), bs=args.bs,
                                         num_workers=args.workers, device="cpu")
@@ -78,8 +78,8 @@ class Timer:
 
 
 def time_ours(path: Path, args: argparse.Namespace) -> tuple[float, float]:
+    from vision_tl.metrics import error_rate
     from vision_tl.train.learner import vision_learner
-    from vision_tl.train.metrics import error_rate
 
     learn = vision_learner(make_dls(path, args), arch_of(args.arch), pretrained=False, metrics=error_rate)
     learn.remove_cb(learn.progress)  # fastai runs with no_bar()/no_logging() too

@@ -208,8 +208,8 @@ def labelled_files(data: Path, label_from: Sequence[str]) -> tuple[list[Path], l
 def _dataloaders(args: argparse.Namespace) -> Any:
     """DataLoaders for ``train`` and ``lr-find`` from DATA and ``--label-from``."""
     from .data.batch_tfms import aug_transforms
+    from .data.factories import ImageDataLoaders
     from .data.item_tfms import Resize
-    from .data.loaders import ImageDataLoaders
 
     kind, arg = parse_label_from(args.label_from)
     if not args.data.is_dir():
@@ -228,8 +228,8 @@ def _dataloaders(args: argparse.Namespace) -> Any:
 
 
 def _learner(args: argparse.Namespace) -> Any:
+    from .metrics import accuracy, error_rate
     from .train.learner import vision_learner
-    from .train.metrics import accuracy, error_rate
 
     if args.weights is not None and not args.weights.is_file():
         raise CLIError(f"--weights file not found: {str(args.weights)!r}")
@@ -300,7 +300,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .inference.export import load_learner
     from .inference.interpret import ClassificationInterpretation
-    from .train.metrics import accuracy
+    from .metrics import accuracy
 
     _check_new(args.confusion_matrix, args.overwrite, "--confusion-matrix")
     files, labels = labelled_files(args.data, args.label_from)

@@ -60,10 +60,10 @@ def synthetic_pets(root: Path, n_images: int, seed: int) -> Path:
 def _make_learner(dls: Any, arch: str, require_pretrained: bool) -> tuple[Any, bool]:
     """``vision_learner`` with pretrained weights when reachable, else random init (said aloud)."""
     from .data.external import DownloadError
+    from .metrics import error_rate
     from .models.backbones import PretrainedWeightsError
     from .models.hub import find_pretrained
     from .train.learner import vision_learner
-    from .train.metrics import error_rate
 
     pretrained, weights, why = find_pretrained(arch)
     if pretrained:
@@ -164,12 +164,12 @@ def run_demo(
     ``files`` are the exported model and the plots written into ``out``.
     """
     from .data.external import URLs, untar_data
+    from .data.factories import ImageDataLoaders
     from .data.item_tfms import Resize
-    from .data.loaders import ImageDataLoaders
     from .data.sources import get_image_files
     from .inference.export import load_learner
     from .inference.interpret import ClassificationInterpretation
-    from .train.metrics import error_rate
+    from .metrics import error_rate
 
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")

@@ -13,10 +13,12 @@ import torch
 from PIL import Image
 
 from vision_tl.data.batch_tfms import Normalize, aug_transforms, imagenet_stats
+from vision_tl.data.dataloaders import DataLoaders
+from vision_tl.data.factories import ImageDataLoaders
 from vision_tl.data.images import ImageError
 from vision_tl.data.item_tfms import RandomResizedCrop, Resize
-from vision_tl.data.loaders import DataLoaders, ImageDataLoaders, TfmdDL
 from vision_tl.data.sources import LabelError, get_image_files
+from vision_tl.data.tfmd_dl import TfmdDL
 
 FAST = {"num_workers": 0, "bs": 8}
 

@@ -10,7 +10,7 @@ import torch
 from vision_tl import ImageDataLoaders, Resize, aug_transforms, vision_learner
 from vision_tl.data.batch_tfms import AffineWarp, Lighting, batch_tfm_from_dict
 from vision_tl.inference.interpret import ClassificationInterpretation
-from vision_tl.train.metrics import F1Score, Precision, Recall
+from vision_tl.metrics import F1Score, Precision, Recall
 
 
 @pytest.fixture(scope="module")

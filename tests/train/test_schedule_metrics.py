@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
+from vision_tl.metrics import F1Score, Precision, Recall, accuracy, error_rate, top_k_accuracy
 from vision_tl.models.heads import create_head
 from vision_tl.train.learner import Learner
-from vision_tl.train.metrics import F1Score, Precision, Recall, accuracy, error_rate, top_k_accuracy
 from vision_tl.train.schedule import (
     expand_lr,
     layer_decay_mults,

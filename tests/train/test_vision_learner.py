@@ -12,13 +12,13 @@ import torch
 from safetensors.torch import save_file
 
 from vision_tl.data.batch_tfms import Normalize
+from vision_tl.data.factories import ImageDataLoaders
 from vision_tl.data.item_tfms import Resize
-from vision_tl.data.loaders import ImageDataLoaders
 from vision_tl.data.sources import get_image_files
 from vision_tl.data.synthetic import make_synthetic_folder
+from vision_tl.metrics import accuracy, error_rate
 from vision_tl.train.callbacks import CheckpointCallback
 from vision_tl.train.learner import cnn_learner, vision_learner
-from vision_tl.train.metrics import accuracy, error_rate
 
 
 def folder_dls(path, **kwargs):
@@ -62,7 +62,7 @@ _RUN = textwrap.dedent("""
     import os, signal, sys
     import torch
     from vision_tl.data.item_tfms import Resize
-    from vision_tl.data.loaders import ImageDataLoaders
+    from vision_tl.data.factories import ImageDataLoaders
     from vision_tl.train.callbacks import Callback, CheckpointCallback
     from vision_tl.train.learner import vision_learner
 

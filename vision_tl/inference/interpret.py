@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..train import metrics
+from .. import metrics
 
 _SCORES = {"precision": metrics.Precision, "recall": metrics.Recall, "f1": metrics.F1Score}
 

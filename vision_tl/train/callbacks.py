@@ -115,7 +115,7 @@ class Recorder(Callback):
         self.lr_find_losses: list[float] = []
 
     def before_fit(self) -> None:
-        from .metrics import metric_name
+        from ..metrics import metric_name
 
         self.lrs, self.moms, self.losses, self.values, self.iters = [], [], [], [], []
         self.metric_names = ["epoch", "train_loss", "valid_loss", *[metric_name(m) for m in self.learn.metrics], "time"]

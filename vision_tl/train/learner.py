@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..data.tfmd_dl import default_device
+from ..metrics import metric_name
 from ..models.build import ModelConfig
 from ..models.split import check_groups, default_splitter
 from . import checkpoint, param_groups, schedule
@@ -40,7 +41,6 @@ from .callbacks import (
     Recorder,
     TerminateOnNaNCallback,
 )
-from .metrics import metric_name
 from .param_groups import adamw
 from .vision import cnn_learner, vision_learner
 
