@@ -45,6 +45,11 @@ class DataLoaders:
         return self.train_ds.vocab
 
     @property
+    def multi_label(self) -> bool:
+        """True when each item has a set of labels (one-hot float targets, a sigmoid per class)."""
+        return bool(getattr(self.train_ds, "multi_label", False))
+
+    @property
     def c(self) -> int:
         """Number of classes."""
         return len(self.vocab)
@@ -90,7 +95,8 @@ class DataLoaders:
             if unknown:
                 raise ValueError(f"labels {unknown[:10]!r} of the test items are not in the vocab {self.vocab!r}")
             labels = [vocab_idx[n] for n in names]
-        ds = ImageDataset(items, labels, self.vocab, self.item_tfms, train=False, on_bad_image=self.train_ds.on_bad_image)
+        ds = ImageDataset(items, labels, self.vocab, self.item_tfms, train=False,
+                          on_bad_image=self.train_ds.on_bad_image, multi_label=self.multi_label)
         nw = self.valid.num_workers if num_workers is None else num_workers
         return TfmdDL(ds, bs=bs or self.valid.bs, train=False, batch_tfms=self.batch_tfms, device=self.device,
                       num_workers=nw, with_labels=with_labels, persistent_workers=False)

@@ -23,6 +23,7 @@ from .sources import (
     make_vocab,
     parent_label,
     resolve_files,
+    split_labels,
 )
 from .tfmd_dl import TfmdDL
 
@@ -113,11 +114,12 @@ class ImageDataLoaders(DataLoaders):
         """Items from column ``fn_col`` (``path/folder/<name><suff>``), labels from ``label_col``.
 
         ``valid_col`` (a boolean column) chooses the validation rows instead of a random split.
+        ``label_delim`` (e.g. ``" "``) makes a multi-label set: each row's labels are split on it.
         """
-        if label_delim is not None:
-            raise NotImplementedError("multi-label (label_delim) is not supported yet")
         path = Path(path)
-        items, labels = df_files_labels(df, path, fn_col, label_col, folder, suff)
+        items, labels = df_files_labels(df, path, fn_col, label_col, folder, suff, allow_empty=label_delim is not None)
+        if label_delim is not None:
+            labels = [split_labels(v, label_delim) for v in labels]
         if valid_col is not None:
             vc = df_column(df, valid_col, "valid_col")
             splitter: Callable = IndexSplitter([bool(v) for v in df[vc].tolist()])
@@ -140,7 +142,7 @@ class ImageDataLoaders(DataLoaders):
 
     @classmethod
     def _build(
-        cls, path: Path, items: list[Path], labels: list[str], splitter: Callable, *, seed: int | None = None,
+        cls, path: Path, items: list[Path], labels: list[str] | list[list[str]], splitter: Callable, *, seed: int | None = None,
         label_func: Callable | None = None, vocab: Sequence[str] | None = None, item_tfms: Any = None,
         batch_tfms: Any = None, bs: int = 64, val_bs: int | None = None, device: torch.device | str | None = None,
         num_workers: int | None = None, on_bad_image: str = "warn", shuffle: bool = True, drop_last: bool | None = None,
@@ -159,15 +161,20 @@ class ImageDataLoaders(DataLoaders):
         if not valid_idx:
             warnings.warn(f"the validation set is empty ({len(items)} items under {str(path)!r}): "
                           "validation metrics will not be computed", stacklevel=3)
-        vocab = make_vocab([labels[i] for i in sorted(used)], vocab)
-        if len(vocab) < 2:
+        multi = bool(labels) and isinstance(labels[0], list)
+        flat = (lambda i: labels[i]) if multi else (lambda i: [labels[i]])
+        vocab = make_vocab([lab for i in sorted(used) for lab in flat(i)], vocab)
+        if len(vocab) < (1 if multi else 2):
             raise ValueError(f"only one class {vocab!r} found under {str(path)!r}: a classifier needs at least two")
-        train_classes = {labels[i] for i in train_idx}
+        train_classes = {lab for i in train_idx for lab in flat(i)}
         missing = [v for v in vocab if v not in train_classes]
         if missing:
             warnings.warn(f"classes {missing!r} have no training images under {str(path)!r}", stacklevel=3)
         index = {v: k for k, v in enumerate(vocab)}
-        y = [index.get(lab, -1) for lab in labels]  # -1 only for files outside the split (never used)
+        if multi:
+            y: list = [[index[lab] for lab in labs if lab in index] for labs in labels]
+        else:
+            y = [index.get(lab, -1) for lab in labels]  # -1 only for files outside the split (never used)
         item_tfms, batch_tfms = _as_list(item_tfms), _as_list(batch_tfms)
         for t in item_tfms:
             if not callable(t):
@@ -177,7 +184,8 @@ class ImageDataLoaders(DataLoaders):
                 raise TypeError(f"batch_tfms must be batch transforms such as aug_transforms(), got {t!r}")
 
         def ds(idx: list[int], train: bool) -> ImageDataset:
-            return ImageDataset([items[i] for i in idx], [y[i] for i in idx], vocab, item_tfms, train, on_bad_image)
+            return ImageDataset([items[i] for i in idx], [y[i] for i in idx], vocab, item_tfms, train, on_bad_image,
+                                multi_label=multi)
 
         common = dict(batch_tfms=batch_tfms, device=device, num_workers=num_workers, seed=seed)
         train_dl = TfmdDL(ds(train_idx, True), bs=bs, train=shuffle, drop_last=drop_last, **common)

@@ -217,17 +217,29 @@ def df_column(df: Any, col: int | str, arg: str) -> Any:
     return col
 
 
+def split_labels(value: Any, label_delim: str) -> list[str]:
+    """A multi-label cell (``"cat dog"`` with ``label_delim=" "``, or already a list) as a list of labels."""
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    return [t for t in str(value).split(label_delim) if t]
+
+
 def df_files_labels(df: Any, path: str | Path = ".", fn_col: int | str = 0, label_col: int | str = 1,
-                    folder: str | None = None, suff: str = "") -> tuple[list[Path], list[str]]:
+                    folder: str | None = None, suff: str = "", allow_empty: bool = False) -> tuple[list[Path], list]:
     """Files from column ``fn_col`` (as given if they exist, else ``path/folder/<name><suff>``) and
     their labels (as strings) from ``label_col``: what ``ImageDataLoaders.from_df``/``from_csv`` and
-    the CLI's ``--label-from csv`` read. A missing file or an empty label is an error naming it.
+    the CLI's ``--label-from csv`` read. A missing file or an empty label is an error naming it
+    (``allow_empty=True``, for multi-label sets where an image may have no label, returns empty cells as is).
     """
     fn, lab = df_column(df, fn_col, "fn_col"), df_column(df, label_col, "label_col")
     base = Path(path) / folder if folder else Path(path)
     names = [f"{v}{suff}" for v in df[fn].tolist()]
     items = resolve_files(base, names)
     labels = df[lab].tolist()
+    if allow_empty:
+        return items, labels
     bad = [i for i, v in enumerate(labels) if v is None or (isinstance(v, float) and math.isnan(v))]
     if bad:
         raise ValueError(f"column {lab!r} has no label for {names[bad[0]]!r} (and {len(bad) - 1} more)")
