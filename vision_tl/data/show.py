@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .dataloaders import DataLoaders
     from .tfmd_dl import TfmdDL
 
-__all__ = ["draw_batch", "pipeline_summary"]
+__all__ = ["draw_batch", "pipeline_summary", "title_of"]
 
 
 def _decoded(xb: torch.Tensor, tfms: Sequence[BatchTransform]) -> torch.Tensor:
@@ -29,24 +29,41 @@ def _decoded(xb: torch.Tensor, tfms: Sequence[BatchTransform]) -> torch.Tensor:
     return xb.clamp(0, 1)
 
 
-def draw_batch(dl: TfmdDL, vocab: Sequence[str], max_n: int = 9, nrows: int | None = None,
-                ncols: int | None = None, figsize: tuple[float, float] | None = None):
-    """A matplotlib figure of ``dl``'s first batch (decoded for display), titled with the labels."""
+def title_of(ds: object, y: object) -> str | None:
+    """A target as a title: the class, the classes joined with ';' (multi-label), or the number(s)."""
+    values = np.asarray(y)
+    if getattr(ds, "n_out", None) is not None:  # regression
+        return ", ".join(f"{v:.4g}" for v in values.reshape(-1))
+    vocab = getattr(ds, "vocab", [])
+    if values.ndim == 1:  # one-hot multi-label target
+        return ";".join(str(vocab[k]) for k in np.flatnonzero(values > 0.5))
+    k = int(values)
+    return str(vocab[k]) if 0 <= k < len(vocab) else None
+
+
+def draw_batch(dl: TfmdDL, max_n: int = 9, nrows: int | None = None, ncols: int | None = None,
+               figsize: tuple[float, float] | None = None, unique: bool = False, **kwargs):
+    """A matplotlib figure of ``dl``'s first batch (decoded for display), titled with the labels.
+
+    ``unique=True``: the first item, repeated under different random transforms. ``kwargs`` go to
+    ``plt.subplots`` (e.g. ``dpi``).
+    """
     import matplotlib.pyplot as plt
 
-    batch = dl.one_batch()
+    batch = dl.one_batch(unique=unique)
     xb = _decoded(batch[0], dl.batch_tfms)[:max_n].float().cpu()
-    yb = batch[1][: len(xb)].cpu().tolist() if len(batch) > 1 else [None] * len(xb)
+    yb = list(batch[1][: len(xb)].cpu().numpy()) if len(batch) > 1 else [None] * len(xb)
     n = len(xb)
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = nrows or math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3 * ncols, 3 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3 * ncols, 3 * nrows), squeeze=False, **kwargs)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < n:
             ax.imshow(xb[k].permute(1, 2, 0).numpy())
-            if yb[k] is not None and yb[k] >= 0:
-                ax.set_title(str(vocab[yb[k]]))
+            title = title_of(dl.dataset, yb[k]) if yb[k] is not None else None
+            if title:
+                ax.set_title(title)
     fig.tight_layout()
     return fig
 
@@ -58,7 +75,7 @@ def pipeline_summary(dls: DataLoaders) -> str:
     try:
         if len(ds) == 0:
             raise ValueError("the training set is empty")
-        item, label = ds.items[0], ds.vocab[ds.labels[0]] if ds.labels else None
+        item, label = ds.items[0], title_of(ds, ds.target(0)) if ds.labels else None
         lines.append(f"Item 0: {item!s} -> label {label!r}")
         step = "decoding"
         draft = draft_size_for(ds.item_tfms)

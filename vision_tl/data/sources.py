@@ -13,7 +13,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from .splitters import (  # noqa: F401 - the splitters moved to splitters.py; still importable from here
+    GrandparentSplitter,
+    IndexSplitter,
+    RandomSplitter,
+    check_valid_pct,
+)
 
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
@@ -97,83 +102,94 @@ def _fname(f: Callable) -> str:
 
 
 class RegexLabeller:
-    """Label = first group of ``pat`` searched in the file name (or the whole path with ``use_path``)."""
+    """Label = first group of regex ``pat`` (fastai's ``RegexLabeller(pat, match=False)``).
 
-    def __init__(self, pat: str | re.Pattern, use_path: bool = False):
+    Where it looks: ``use_path=None`` (default) searches the file name, and the full POSIX path when the
+    name does not match, so both ``r'^(.+)_\\d+.jpg$'`` and fastai's full-path ``r'/([^/]+)_\\d+.jpg$'``
+    work on a path; ``use_path=False``/``True``: the name only / the full path only. ``match=True``
+    anchors at the start (``re.match``) instead of searching.
+    """
+
+    def __init__(self, pat: str | re.Pattern, match: bool = False, use_path: bool | None = None):
         try:
             self.pat = re.compile(pat)
         except re.error as e:
             raise ValueError(f"invalid regular expression {pat!r}: {e}") from None
         if self.pat.groups < 1:
             raise ValueError(f"regular expression {self.pat.pattern!r} needs a group (...) around the label")
-        self.use_path = use_path
+        self.match, self.use_path = match, use_path
         self.__name__ = f"RegexLabeller({self.pat.pattern!r})"
 
+    def _find(self, text: str) -> str | None:
+        m = self.pat.match(text) if self.match else self.pat.search(text)
+        return None if m is None else m.group(1)
+
     def __call__(self, item: str | Path) -> str:
-        text = Path(item).as_posix() if self.use_path else Path(item).name
-        m = self.pat.search(text)
-        if m is None or m.group(1) is None:
-            raise ValueError(f"pattern {self.pat.pattern!r} does not match {text!r}")
-        return m.group(1)
+        name, full = Path(item).name, Path(item).as_posix()
+        texts = [name] if self.use_path is False else [full] if self.use_path else [name, full]
+        for text in texts:
+            found = self._find(text)
+            if found is not None:
+                return found
+        raise ValueError(f"pattern {self.pat.pattern!r} does not match {texts[0]!r}")
+
+    def __repr__(self) -> str:
+        return self.__name__
 
 
-def check_valid_pct(valid_pct: float) -> float:
-    """``valid_pct`` must be a number in [0, 1)."""
-    if isinstance(valid_pct, bool) or not isinstance(valid_pct, (int, float)) or not 0 <= valid_pct < 1:
-        raise ValueError(f"valid_pct must be a number in [0, 1), got {valid_pct!r}")
-    return float(valid_pct)
+class using_attr:  # noqa: N801 - fastai's name
+    """``using_attr(f, 'name')(x)`` is ``f(x.name)``: apply a labeller to an attribute of the item."""
+
+    def __init__(self, f: Callable[[Any], Any], attr: str):
+        if not callable(f):
+            raise TypeError(f"using_attr needs a function, got {f!r}")
+        self.f, self.attr = f, attr
+        self.__name__ = f"using_attr({_fname(f)}, {attr!r})"
+
+    def __call__(self, item: Any) -> Any:
+        return self.f(getattr(item, self.attr))
+
+    def __repr__(self) -> str:
+        return self.__name__
 
 
-class RandomSplitter:
-    """Random train/valid split; the same ``seed`` gives the same split on every machine and version.
+class ColReader:
+    """Read column(s) ``cols`` (names or positions) of a DataFrame row, as fastai's ``ColReader``.
 
-    The permutation comes from ``numpy.random.default_rng(seed)`` (PCG64, stable across platforms);
-    ``seed=None`` draws a fresh one. With ``valid_pct > 0`` and at least 2 items, at least one item goes
-    to valid and at least one stays in train.
+    ``pref``/``suff`` turn the value into ``f"{pref}{value}{suff}"`` (a ``Path`` prefix is a folder);
+    ``label_delim`` splits the value into a list of labels (an empty cell gives ``[]``). Several
+    columns give a list of values.
     """
 
-    def __init__(self, valid_pct: float = 0.2, seed: int | None = None):
-        self.valid_pct, self.seed = check_valid_pct(valid_pct), seed
+    def __init__(self, cols: str | int | Sequence[str | int], pref: str | Path = "", suff: str = "",
+                 label_delim: str | None = None):
+        self.cols = list(cols) if isinstance(cols, (list, tuple)) else [cols]
+        self.pref = str(pref) + os.sep if isinstance(pref, Path) else str(pref)
+        self.suff, self.label_delim = suff, label_delim
+        self.__name__ = f"ColReader({cols!r})"
 
-    def __call__(self, items: Sequence[Any]) -> tuple[list[int], list[int]]:
-        n = len(items)
-        perm = np.random.default_rng(self.seed).permutation(n)
-        cut = int(self.valid_pct * n)
-        if self.valid_pct > 0 and n >= 2:
-            cut = min(max(cut, 1), n - 1)
-        return sorted(perm[cut:].tolist()), sorted(perm[:cut].tolist())
-
-
-class GrandparentSplitter:
-    """Split by the name of the folder two levels up (``<train_name>/<class>/<file>``)."""
-
-    def __init__(self, train_name: str = "train", valid_name: str = "valid"):
-        self.train_name, self.valid_name = train_name, valid_name
-
-    def __call__(self, items: Sequence[str | Path]) -> tuple[list[int], list[int]]:
-        gp = [Path(o).parent.parent.name for o in items]
-        return ([i for i, g in enumerate(gp) if g == self.train_name],
-                [i for i, g in enumerate(gp) if g == self.valid_name])
-
-
-class IndexSplitter:
-    """Valid = the given indices (or a boolean mask), train = the rest."""
-
-    def __init__(self, valid_idx: Iterable[int] | Sequence[bool]):
-        self.valid_idx = list(valid_idx)
-
-    def __call__(self, items: Sequence[Any]) -> tuple[list[int], list[int]]:
-        n = len(items)
-        if self.valid_idx and all(isinstance(v, (bool, np.bool_)) for v in self.valid_idx):
-            if len(self.valid_idx) != n:
-                raise ValueError(f"valid mask has {len(self.valid_idx)} entries for {n} items")
-            valid = {i for i, v in enumerate(self.valid_idx) if v}
+    def _one(self, row: Any, col: str | int) -> Any:
+        if isinstance(col, int) and not isinstance(col, bool) and hasattr(row, "iloc") and col not in row.index:
+            value = row.iloc[col]
         else:
-            valid = {int(i) for i in self.valid_idx}
-            bad = [i for i in valid if not 0 <= i < n]
-            if bad:
-                raise ValueError(f"valid indices out of range for {n} items: {sorted(bad)[:5]}")
-        return [i for i in range(n) if i not in valid], sorted(valid)
+            try:
+                value = row[col]
+            except (KeyError, IndexError, TypeError):
+                cols = list(row.index) if hasattr(row, "index") and not callable(row.index) else None
+                raise KeyError(f"no column {col!r} in the row" + (f"; columns are {cols!r}" if cols else "")) from None
+        if self.label_delim is not None:
+            return split_labels(value, self.label_delim)
+        if not self.pref and not self.suff:
+            return value
+        return f"{self.pref}{value}{self.suff}"
+
+    def __call__(self, row: Any) -> Any:
+        if len(self.cols) == 1:
+            return self._one(row, self.cols[0])
+        return [self._one(row, c) for c in self.cols]
+
+    def __repr__(self) -> str:
+        return self.__name__
 
 
 def make_vocab(labels: Iterable[str], vocab: Sequence[str] | None = None) -> list[str]:

@@ -259,14 +259,29 @@ class TfmdDL:
                 xb = apply_batch_tfms(xb, self.batch_tfms, self.train, generator=_batch_generator(key))
             yield (xb, yb.to(self.device, non_blocking=True)) if self.with_labels else (xb,)
 
-    def one_batch(self) -> tuple[torch.Tensor, ...]:
-        """The first batch of a pass (in a worker-free way, so it is cheap to call)."""
+    def one_batch(self, unique: bool = False) -> tuple[torch.Tensor, ...]:
+        """The first batch of a pass (in a worker-free way, so it is cheap to call).
+
+        ``unique=True``: the batch's first item repeated, each copy with its own random transforms.
+        """
         if len(self) == 0:
             raise ValueError(f"this DataLoader has no batches ({len(self.dataset)} items, bs={self.bs})")
         idx = list(self._indices_sampler())[: self.bs]
+        if unique:
+            idx = [idx[0]] * len(idx)
         xb, yb, key = _Collate()([self.dataset[(i, (self.seed, self._epoch, p))] for p, i in enumerate(idx)])
         xb = apply_batch_tfms(xb.to(self.device), self.batch_tfms, self.train, generator=_batch_generator(key))
         return (xb, yb.to(self.device)) if self.with_labels else (xb,)
+
+    def show_batch(self, max_n: int = 9, nrows: int | None = None, ncols: int | None = None,
+                   figsize: tuple[float, float] | None = None, unique: bool = False, return_fig: bool = False,
+                   **kwargs: Any):
+        """A grid of this loader's first batch titled with the labels (fastai's ``dls.train.show_batch``);
+        ``unique=True`` shows one item under different random transforms. None, or the figure."""
+        from .show import draw_batch  # matplotlib only when drawing
+
+        fig = draw_batch(self, max_n=max_n, nrows=nrows, ncols=ncols, figsize=figsize, unique=unique, **kwargs)
+        return fig if return_fig else None
 
     def to(self, device: torch.device | str) -> TfmdDL:
         self.device = _check_device(device)
