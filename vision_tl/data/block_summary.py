@@ -6,6 +6,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from .show import pipeline_summary
+from .sources import LabelError
 from .splitters import as_rows
 
 if TYPE_CHECKING:
@@ -17,16 +18,16 @@ __all__ = ["block_summary"]
 
 def block_summary(block: DataBlock, source: Any, bs: int = 4) -> tuple[str, DataLoaders | None]:
     """The report (ends with "OK: ..." or "FAILED at <step>: <error>") and the DataLoaders, if built."""
-    from .datablock import _fname, describe
+    from .datablock import GetterError, _fname, describe, describe_source
 
-    lines = [f"DataBlock summary for {describe(source)}", repr(block)]
+    lines = [f"DataBlock summary for {describe_source(source)}", repr(block)]
     step, dls = f"get_items {_fname(block.get_items) if block.get_items else '(the source is the items)'}", None
     try:
         items = block.items_of(source)
         rows = as_rows(items)
         lines.append(f"{step}: {len(items)} items" + (f"; the first is {describe(rows[0])}" if len(items) else ""))
         if len(items) == 0:
-            raise ValueError(f"no items found in {describe(source)}")
+            raise ValueError(f"no items found in {describe_source(source)}")
         step = f"splitter {_fname(block.splitter)}"
         train_idx, valid_idx = block.split(items)
         lines.append(f"{step}: {len(train_idx)} train, {len(valid_idx)} valid")
@@ -42,7 +43,14 @@ def block_summary(block: DataBlock, source: Any, bs: int = 4) -> tuple[str, Data
         step = "get_x/get_y on every item, then the vocab"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            dls = block.dataloaders(source, bs=bs, num_workers=0)
+            try:
+                dls = block.dataloaders(source, bs=bs, num_workers=0)
+            except LabelError as e:  # another item than the first: name the step and that item
+                step = f"get_y on {e.path}"
+                raise
+            except GetterError as e:
+                step = f"{e.step} on {describe(e.item)}"
+                raise
         lines += [f"warning: {w.message}" for w in caught]
         lines.append(f"Vocab ({dls.c}): {dls.vocab[:20]}{'...' if len(dls.vocab) > 20 else ''}"
                      if dls.target_kind != "regression" else f"Regression targets: {dls.c} value(s) per image")

@@ -136,7 +136,10 @@ class RegressionBlock:
     def read(self, y: Any) -> tuple[float, ...]:
         if is_missing(y):
             raise ValueError("no target (None or an empty cell)")
-        values = np.asarray(y.tolist() if hasattr(y, "tolist") else y, dtype=np.float64).reshape(-1)
+        try:
+            values = np.asarray(y.tolist() if hasattr(y, "tolist") else y, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            values = np.array([np.nan])
         if values.size == 0 or not np.all(np.isfinite(values)):
             raise ValueError(f"a regression target must be finite numbers, got {y!r}")
         return tuple(float(v) for v in values)

@@ -51,6 +51,8 @@ def describe_source(source: Any) -> str:
     """Where items came from, for messages: a folder, or a list/table of items (by size and first item)."""
     if isinstance(source, (str, os.PathLike)):
         return repr(str(source))
+    if is_dataframe(source):
+        return f"a table of {len(source)} rows (columns {list(source.columns)!r})"
     try:
         n = len(source)
         first = as_rows(source)[0] if n else None
@@ -223,6 +225,8 @@ class DataBlock:
     # -- datasets and loaders -------------------------------------------------------------------
     def datasets(self, source: Any, vocab: Sequence[str] | None = None, on_bad_image: str = "warn") -> Datasets:
         """Items, split, labels and vocab: the train and valid datasets (images decoded lazily)."""
+        if self.get_y is None:
+            raise ValueError("DataBlock needs get_y: how to label an item (e.g. parent_label)")
         items = self.items_of(source)
         if len(items) == 0:
             raise ValueError(f"get_items found no items in {describe_source(source)}")

@@ -178,7 +178,15 @@ def _apportion(counts: list[int], total: int) -> list[int]:
     return take
 
 
-class IndexSplitter:
+class _Repr:
+    """``Name(arg=value, ...)`` from the instance's attributes (for summaries and messages)."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args if len(args) < 80 else args[:77] + '...'})"
+
+
+class IndexSplitter(_Repr):
     """Valid = the given indices (or a boolean mask), train = the rest."""
 
     def __init__(self, valid_idx: Iterable[int] | Sequence[bool]):
@@ -198,7 +206,7 @@ class IndexSplitter:
         return [i for i in range(n) if i not in valid], sorted(valid)
 
 
-class MaskSplitter:
+class MaskSplitter(_Repr):
     """Valid = the items whose ``mask`` entry is true."""
 
     def __init__(self, mask: Sequence[Any]):
@@ -210,7 +218,7 @@ class MaskSplitter:
         return _mask_split(self.mask)
 
 
-class GrandparentSplitter:
+class GrandparentSplitter(_Repr):
     """Split by the name of the folder two levels up (``<train_name>/<class>/<file>``); names may be lists."""
 
     def __init__(self, train_name: str | Sequence[str] = "train", valid_name: str | Sequence[str] = "valid"):
@@ -226,7 +234,7 @@ class GrandparentSplitter:
         return [i for i, g in enumerate(gp) if g in tr], [i for i, g in enumerate(gp) if g in va]
 
 
-class FuncSplitter:
+class FuncSplitter(_Repr):
     """Valid = the items for which ``func(item)`` is true (a DataFrame's rows are passed as Series)."""
 
     def __init__(self, func: Callable[[Any], Any]):
@@ -245,7 +253,7 @@ class FuncSplitter:
         return _mask_split(flags)
 
 
-class ColSplitter:
+class ColSplitter(_Repr):
     """Valid = the DataFrame rows whose column ``col`` (a name or a position) is true (or equals ``on``)."""
 
     def __init__(self, col: str | int = "is_valid", on: Any = None):
@@ -265,7 +273,7 @@ class ColSplitter:
         return _mask_split([v == self.on for v in values] if self.on is not None else values)
 
 
-class EndSplitter:
+class EndSplitter(_Repr):
     """The last (or first) ``valid_pct`` of the items, in order, is the validation set."""
 
     def __init__(self, valid_pct: float = 0.2, valid_last: bool = True):
