@@ -8,6 +8,7 @@ automatically at ``.venv-fastai/bin/python`` next to this checkout) the same pas
 
     python benchmarks/data_pipeline.py                 # ours, plus fastai when its venv exists
     python benchmarks/data_pipeline.py --no-fastai --aug
+    python benchmarks/data_pipeline.py --datablock     # DataBlock(...).dataloaders in both libraries
 """
 
 from __future__ import annotations
@@ -28,11 +29,17 @@ REPO = Path(__file__).resolve().parents[1]
 FASTAI_SCRIPT = r"""
 import json, statistics, sys, time
 from pathlib import Path
-from fastai.vision.all import ImageDataLoaders, Resize, aug_transforms, get_image_files
+from fastai.vision.all import (CategoryBlock, DataBlock, ImageBlock, ImageDataLoaders, RandomSplitter, Resize,
+    aug_transforms, get_image_files, using_attr)
 path, size, workers, passes, bs, aug = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"
 files = get_image_files(path)
-dls = ImageDataLoaders.from_name_func(path, files, lambda f: f[0].isupper(), valid_pct=0.2, seed=42,
-    item_tfms=Resize(size), batch_tfms=aug_transforms() if aug else None, bs=bs, num_workers=workers, device="cpu")
+kw = dict(item_tfms=Resize(size), batch_tfms=aug_transforms() if aug else None)
+if sys.argv[7] == "1":
+    dls = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, splitter=RandomSplitter(0.2, seed=42),
+        get_y=using_attr(lambda f: f[0].isupper(), "name"), **kw).dataloaders(path, bs=bs, num_workers=workers, device="cpu")
+else:
+    dls = ImageDataLoaders.from_name_func(path, files, lambda f: f[0].isupper(), valid_pct=0.2, seed=42,
+        bs=bs, num_workers=workers, device="cpu", **kw)
 def one_pass():
     t = time.perf_counter(); n = 0
     for xb, yb in dls.train:
@@ -65,18 +72,29 @@ def make_images(folder: Path, n: int, seed: int = 0) -> Path:
     return folder
 
 
-def ours(path: Path, size: int, workers: int, passes: int, bs: int, aug: bool) -> float:
-    """Median img/s of full train passes with vision_tl."""
-    from vision_tl.data.batch_tfms import aug_transforms
-    from vision_tl.data.factories import ImageDataLoaders
-    from vision_tl.data.item_tfms import Resize
-    from vision_tl.data.sources import get_image_files
+def ours(path: Path, size: int, workers: int, passes: int, bs: int, aug: bool, datablock: bool = False) -> float:
+    """Median img/s of full train passes with vision_tl (the factory, or the same DataBlock written out)."""
+    from vision_tl import (
+        CategoryBlock,
+        DataBlock,
+        ImageBlock,
+        ImageDataLoaders,
+        RandomSplitter,
+        Resize,
+        aug_transforms,
+        get_image_files,
+        using_attr,
+    )
 
     files = get_image_files(path)
-    dls = ImageDataLoaders.from_name_func(
-        path, files, lambda f: f[0].isupper(), valid_pct=0.2, seed=42, item_tfms=Resize(size),
-        batch_tfms=aug_transforms() if aug else None, bs=bs, num_workers=workers, device="cpu",
-    )
+    kw = dict(item_tfms=Resize(size), batch_tfms=aug_transforms() if aug else None)
+    if datablock:
+        block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                          splitter=RandomSplitter(0.2, seed=42), get_y=using_attr(lambda f: f[0].isupper(), "name"), **kw)
+        dls = block.dataloaders(path, bs=bs, num_workers=workers, device="cpu")
+    else:
+        dls = ImageDataLoaders.from_name_func(path, files, lambda f: f[0].isupper(), valid_pct=0.2, seed=42, bs=bs,
+                                              num_workers=workers, device="cpu", **kw)
 
     def one_pass() -> float:
         t, n = time.perf_counter(), 0
@@ -103,9 +121,11 @@ def decode_per_core(path: Path, size: int) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
-def theirs(python: str, path: Path, size: int, workers: int, passes: int, bs: int, aug: bool) -> float:
+def theirs(python: str, path: Path, size: int, workers: int, passes: int, bs: int, aug: bool,
+           datablock: bool = False) -> float:
     """Median img/s of the same passes with fastai, in the interpreter ``python``."""
-    args = [python, "-c", FASTAI_SCRIPT, str(path), str(size), str(workers), str(passes), str(bs), "1" if aug else "0"]
+    args = [python, "-c", FASTAI_SCRIPT, str(path), str(size), str(workers), str(passes), str(bs), "1" if aug else "0",
+            "1" if datablock else "0"]
     out = subprocess.run(args, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"fastai run failed ({python}):\n{out.stderr[-2000:]}")
@@ -121,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--passes", type=int, default=3, help="timed passes, median reported (default 3)")
     ap.add_argument("--bs", type=int, default=64)
     ap.add_argument("--aug", action="store_true", help="also run aug_transforms() as batch transforms")
+    ap.add_argument("--datablock", action="store_true",
+                    help="build the loaders with DataBlock(...).dataloaders (both libraries) instead of from_name_func")
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds of ours and fastai's (default 1)")
     ap.add_argument("--fastai", help="python interpreter with fastai installed (default: auto-detect)")
     ap.add_argument("--no-fastai", action="store_true", help="skip the fastai comparison")
@@ -129,17 +151,18 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = make_images(args.dir or Path(tmp) / "images", args.n)
-        cfg = f"{args.n} JPEGs ~500x375 -> {args.size}px, bs={args.bs}, {args.workers} workers, aug={args.aug}"
+        cfg = (f"{args.n} JPEGs ~500x375 -> {args.size}px, bs={args.bs}, {args.workers} workers, aug={args.aug}, "
+               f"{'DataBlock' if args.datablock else 'from_name_func'}")
         print(f"config: {cfg}, median of {args.passes} passes after a warm-up")
         with_draft, without = decode_per_core(path, args.size)
         print(f"decode+resize, 1 process: {with_draft:.0f} img/s with draft mode, {without:.0f} without")
         fastai = args.fastai or (None if args.no_fastai else _find_fastai())
         ratios = []
         for r in range(args.rounds):  # alternate the two, so that a busy machine hurts both alike
-            mine = ours(path, args.size, args.workers, args.passes, args.bs, args.aug)
+            mine = ours(path, args.size, args.workers, args.passes, args.bs, args.aug, args.datablock)
             print(f"[{r + 1}/{args.rounds}] vision_tl: {mine:8.1f} img/s")
             if fastai and not args.no_fastai:
-                other = theirs(fastai, path, args.size, args.workers, args.passes, args.bs, args.aug)
+                other = theirs(fastai, path, args.size, args.workers, args.passes, args.bs, args.aug, args.datablock)
                 ratios.append(mine / other)
                 print(f"[{r + 1}/{args.rounds}] fastai:    {other:8.1f} img/s  ({fastai})  ratio {mine / other:.2f}x")
         if ratios:

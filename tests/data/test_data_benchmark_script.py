@@ -21,6 +21,13 @@ def test_benchmark_prints_throughput(tmp_path):
     assert len(list((tmp_path / "imgs").glob("*.jpg"))) == 12
 
 
+def test_benchmark_times_the_datablock_path(tmp_path):
+    out = _run("--dir", str(tmp_path / "imgs"), "--n", "12", "--passes", "1", "--workers", "0", "--bs", "4",
+               "--no-fastai", "--datablock")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "DataBlock" in out.stdout and "vision_tl:" in out.stdout
+
+
 def test_benchmark_refuses_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "mine.jpg").write_bytes(b"precious")
     out = _run("--dir", str(tmp_path), "--n", "4", "--no-fastai")
