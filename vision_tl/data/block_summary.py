@@ -51,6 +51,9 @@ def block_summary(block: DataBlock, source: Any, bs: int = 4) -> tuple[str, Data
             except GetterError as e:
                 step = f"{e.step} on {describe(e.item)}"
                 raise
+            except FileNotFoundError:
+                step = "get_x (the files it gave)"
+                raise
         lines += [f"warning: {w.message}" for w in caught]
         lines.append(f"Vocab ({dls.c}): {dls.vocab[:20]}{'...' if len(dls.vocab) > 20 else ''}"
                      if dls.target_kind != "regression" else f"Regression targets: {dls.c} value(s) per image")

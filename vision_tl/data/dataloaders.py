@@ -161,7 +161,9 @@ class DataLoaders:
                           persistent_workers=old.persistent_workers)
 
         out = copy.copy(self)
-        out.train, out.valid = dl(self.train, bs), dl(self.valid, val_bs or (bs if bs and self.valid.bs == self.bs else None))
+        if val_bs is None and self.valid.bs == self.bs:  # the valid batch size followed bs: it still does
+            val_bs = bs
+        out.train, out.valid = dl(self.train, bs), dl(self.valid, val_bs)
         return out
 
     def one_batch(self) -> tuple[torch.Tensor, ...]:
