@@ -45,10 +45,18 @@ def draw_batch(dl: TfmdDL, vocab: Sequence[str], max_n: int = 9, nrows: int | No
         ax.axis("off")
         if k < n:
             ax.imshow(xb[k].permute(1, 2, 0).numpy())
-            if yb[k] is not None and yb[k] >= 0:
-                ax.set_title(str(vocab[yb[k]]))
+            title = _title(yb[k], vocab)
+            if title is not None:
+                ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def _title(y: int | list | None, vocab: Sequence[str]) -> str | None:
+    """A label as a title: the class name, or every label of a multi-label one-hot row joined by ``;``."""
+    if isinstance(y, list):  # multi-label one-hot (all -1 when unlabelled)
+        return None if any(v < 0 for v in y) else ";".join(str(vocab[i]) for i, v in enumerate(y) if v > 0) or "-"
+    return str(vocab[y]) if y is not None and y >= 0 else None
 
 
 def pipeline_summary(dls: DataLoaders) -> str:
@@ -58,7 +66,8 @@ def pipeline_summary(dls: DataLoaders) -> str:
     try:
         if len(ds) == 0:
             raise ValueError("the training set is empty")
-        item, label = ds.items[0], ds.vocab[ds.labels[0]] if ds.labels else None
+        item, label = ds.items[0], _title(ds.target(0).tolist() if ds.multi_label else ds.labels[0], ds.vocab) \
+            if ds.labels else None
         lines.append(f"Item 0: {item!s} -> label {label!r}")
         step = "decoding"
         draft = draft_size_for(ds.item_tfms)
