@@ -87,7 +87,7 @@ class MultiLabelInterpretation:
     def print_classification_report(self) -> str:
         """Print (and return) per-class precision/recall/F1/support and the micro/macro/samples averages."""
         rows = self.classification_report()
-        width = max(12, *(len(r["class"]) for r in rows))
+        width = max(14, *(len(r["class"]) for r in rows))
         lines = [f"{'':>{width}}  precision  recall  f1-score  support"]
         for r in rows:
             lines.append(f"{r['class']:>{width}}  {r['precision']:9.3f}  {r['recall']:6.3f}  {r['f1']:8.3f}"

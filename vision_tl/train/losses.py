@@ -76,6 +76,9 @@ class BCEWithLogitsLossFlat(nn.BCEWithLogitsLoss):
     def decodes(self, probs: Tensor) -> Tensor:
         return probs > self.thresh
 
+    def extra_repr(self) -> str:
+        return f"thresh={self.thresh}"
+
 
 class LabelSmoothingCrossEntropy(nn.Module):
     """Cross-entropy against smoothed targets (fastai's formula)::
