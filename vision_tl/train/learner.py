@@ -437,7 +437,8 @@ class Learner:
 
     # ----- inference (implemented in vision_tl.inference) ---------------------------------------
     def predict(self, item: Any) -> tuple:
-        """``(label, index, probs)`` for one image (path, bytes, PIL image or array)."""
+        """``(label, index, probs)`` for one image (path, bytes, PIL image or array); for multi-label data
+        ``(labels, bool mask, probs)`` with the labels above the loss's ``thresh``."""
         return self._predictor().predict(item)
 
     def predict_batch(self, items: Sequence[Any], **kwargs: Any) -> Any:
