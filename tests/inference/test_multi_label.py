@@ -199,3 +199,14 @@ def test_lr_find_and_fine_tune_run_on_multi_label_data(ml_data, one_thread, tmp_
     assert all(np.isfinite(v) and v > 0 for v in lrs)
     learn.fine_tune(1, freeze_epochs=1)
     assert learn.recorder.values and all(np.isfinite(v).all() for v in learn.recorder.values)
+
+
+def test_a_multi_label_manifest_needs_a_threshold_in_zero_one(tmp_path):
+    from vision_tl.inference import export as ex
+
+    base = {"format": ex.FORMAT_NAME, "format_version": 2, "model_config": {}, "vocab": ["a", "b"], "item_tfms": [],
+            "weights_sha256": "0" * 64, "multi_label": True, "activation": "sigmoid", "threshold": 0.5}
+    ex._check_manifest(tmp_path / "m.vtl", base)  # valid
+    for bad in ({"threshold": None}, {"threshold": 1.5}, {"multi_label": "yes"}):
+        with pytest.raises(ex.ExportFormatError, match="multi_label must be a bool with a threshold"):
+            ex._check_manifest(tmp_path / "m.vtl", {**base, **bad})
