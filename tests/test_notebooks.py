@@ -11,7 +11,8 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01_cats_vs_dogs.ipynb", "02_your_own_images.ipynb", "03_inference.ipynb"]
+NAMES = ["01_cats_vs_dogs.ipynb", "02_your_own_images.ipynb", "03_inference.ipynb",
+         "04_multi_label_and_datablock.ipynb"]
 
 
 def _run(name: str, cwd: Path) -> nbformat.NotebookNode:

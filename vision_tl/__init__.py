@@ -51,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "download_url": ".data.external",
     "make_synthetic_pets": ".data.synthetic",
     "make_synthetic_folder": ".data.synthetic",
+    "make_synthetic_multi_label": ".data.synthetic",
     # models
     "create_body": ".models.backbones",
     "create_head": ".models.heads",
@@ -73,10 +74,18 @@ _EXPORTS: dict[str, str] = {
     "F1Score": ".metrics",
     "Precision": ".metrics",
     "Recall": ".metrics",
+    "accuracy_multi": ".metrics",
+    "F1ScoreMulti": ".metrics",
+    "PrecisionMulti": ".metrics",
+    "RecallMulti": ".metrics",
+    "CrossEntropyLossFlat": ".train.losses",
+    "BCEWithLogitsLossFlat": ".train.losses",
+    "LabelSmoothingCrossEntropy": ".train.losses",
     # inference
     "load_learner": ".inference.export",
     "export_onnx": ".inference.onnx",
     "ClassificationInterpretation": ".inference.interpret",
+    "MultiLabelInterpretation": ".inference.interpret_multi",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

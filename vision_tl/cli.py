@@ -30,6 +30,8 @@ def _label_args(p: argparse.ArgumentParser) -> None:
         "'name-re PATTERN' (first group of a regex on the file name, e.g. '^(.+)_\\d+\\.jpg$'), "
         "'csv FILE' (columns: file name, label; FILE relative to DATA)",
     )
+    p.add_argument("--label-delim", default=" ", metavar="DELIM",
+                   help="multi-label: the separator of the labels in a CSV cell (default: a space)")
 
 
 def _train_data_args(p: argparse.ArgumentParser) -> None:
@@ -46,6 +48,9 @@ def _train_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=Path, help="local pretrained weights file (.safetensors or .pth) for the body")
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader worker processes (default: automatic)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--multi-label", action="store_true",
+                   help="each image has a set of labels (--label-from csv, cells split on --label-delim): "
+                   "sigmoid outputs, a 0.5 threshold, BCE loss")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,8 +189,9 @@ def expand_images(specs: Sequence[str]) -> list[Path]:
     return out
 
 
-def labelled_files(data: Path, label_from: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """The image files under ``data`` and their labels, by ``--label-from``."""
+def labelled_files(data: Path, label_from: Sequence[str], label_delim: str | None = None) -> tuple[list[Path], list]:
+    """The image files under ``data`` and their labels, by ``--label-from``; with ``label_delim`` (multi-label,
+    csv only) each label is the list of labels in its cell."""
     from .data.sources import RegexLabeller, df_files_labels, get_image_files, label_items, parent_label
 
     kind, arg = parse_label_from(label_from)
@@ -197,6 +203,11 @@ def labelled_files(data: Path, label_from: Sequence[str]) -> tuple[list[Path], l
         csv = data / arg
         if not csv.is_file():
             raise CLIError(f"no CSV file {str(csv)!r}")
+        if label_delim is not None:
+            from .data.sources import split_labels
+
+            files, cells = df_files_labels(pd.read_csv(csv), data, allow_empty=True)
+            return files, [split_labels(v, label_delim) for v in cells]
         return df_files_labels(pd.read_csv(csv), data)  # the same reading as ImageDataLoaders.from_csv
     files = get_image_files(data)
     if not files:
@@ -224,17 +235,19 @@ def _dataloaders(args: argparse.Namespace) -> Any:
 
         return ImageDataLoaders.from_name_re(args.data, get_image_files(args.data), arg, valid_pct=args.valid_pct,
                                              **common)
-    return ImageDataLoaders.from_csv(args.data, arg, valid_pct=args.valid_pct, **common)
+    delim = args.label_delim if args.multi_label else None
+    return ImageDataLoaders.from_csv(args.data, arg, valid_pct=args.valid_pct, label_delim=delim, **common)
 
 
 def _learner(args: argparse.Namespace) -> Any:
-    from .metrics import accuracy, error_rate
+    from .metrics import F1ScoreMulti, accuracy, accuracy_multi, error_rate
     from .train.learner import vision_learner
 
     if args.weights is not None and not args.weights.is_file():
         raise CLIError(f"--weights file not found: {str(args.weights)!r}")
     dls = _dataloaders(args)
-    return vision_learner(dls, args.arch, metrics=[accuracy, error_rate], pretrained=args.pretrained,
+    metrics = [accuracy_multi, F1ScoreMulti()] if dls.multi_label else [accuracy, error_rate]
+    return vision_learner(dls, args.arch, metrics=metrics, pretrained=args.pretrained,
                           weights=args.weights)
 
 
@@ -248,7 +261,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     path = learn.export(args.out.resolve())
     if path is None:  # a torchrun rank other than 0: rank 0 reports and writes
         return 0
-    print(f"valid loss {loss:.4f}  accuracy {acc:.4f}  error rate {err:.4f}")
+    if learn.dls.multi_label:
+        print(f"valid loss {loss:.4f}  accuracy_multi {acc:.4f}  f1 (macro) {err:.4f}")
+    else:
+        print(f"valid loss {loss:.4f}  accuracy {acc:.4f}  error rate {err:.4f}")
     print(f"saved {path}")
     return 0
 
@@ -264,6 +280,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k > pred.c:
         raise CLIError(f"--top-k must be at most {pred.c} (the number of classes), got {args.top_k}")
     probs = pred.predict_batch(files, bs=args.bs, num_workers=args.num_workers, progress=sys.stderr.isatty())
+    if pred.multi_label:
+        from .cli_multi import predict_multi
+
+        return predict_multi(args, pred, files, probs)
     values, idxs = probs.topk(args.top_k, dim=1)
     rows = [
         {"file": str(f), "label": pred.vocab[i[0]], "prob": round(v[0], 6),
@@ -303,8 +323,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .metrics import accuracy
 
     _check_new(args.confusion_matrix, args.overwrite, "--confusion-matrix")
-    files, labels = labelled_files(args.data, args.label_from)
     pred = load_learner(args.model, device=args.device)
+    if pred.multi_label:
+        from .cli_multi import evaluate_multi
+
+        return evaluate_multi(args, pred)
+    files, labels = labelled_files(args.data, args.label_from)
     unknown = sorted(set(labels) - set(pred.vocab))
     if unknown:
         raise CLIError(f"labels {unknown[:5]!r} in {str(args.data)!r} are not classes of the model {pred.vocab!r}")
@@ -393,7 +417,9 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
                 args.data = Path(args.label_from.pop())  # `--label-from name-re PAT DATA`: DATA was swallowed
             if args.data is None:
                 raise CLIError("the following arguments are required: DATA")
-            parse_label_from(args.label_from)
+            kind = parse_label_from(args.label_from)[0]
+            if getattr(args, "multi_label", False) and kind != "csv":
+                raise CLIError(f"--multi-label needs --label-from csv FILE (a column of label lists), got {kind!r}")
         for flag in ("epochs", "size", "bs", "top_k", "n_images", "num_it"):
             _positive(getattr(args, flag, None), f"--{flag.replace('_', '-')}")
         if getattr(args, "valid_pct", None) is not None and not 0 <= args.valid_pct < 1:

@@ -35,7 +35,8 @@ def test_export_writes_one_safetensors_file_with_manifest(exported):
     path, pred = exported
     assert path.is_file() and [p.name for p in path.parent.iterdir()] == ["model.vtl"]
     m = read_manifest(path)
-    assert m["format"] == "vision_tl.learner" and m["format_version"] == ex.FORMAT_VERSION
+    assert m["format"] == "vision_tl.learner" and m["format_version"] == 1  # single-label: version 1 (multi-label: 2)
+    assert (m["multi_label"], m["activation"], m["threshold"]) == (False, "softmax", None)
     assert m["vocab"] == pred.vocab
     assert m["model_config"]["arch"] == "resnet10t"
     assert m["item_tfms"] == [t.to_dict() for t in pred.item_tfms]

@@ -35,8 +35,10 @@ def title_of(ds: object, y: object) -> str | None:
     if getattr(ds, "n_out", None) is not None:  # regression
         return ", ".join(f"{v:.4g}" for v in values.reshape(-1))
     vocab = getattr(ds, "vocab", [])
-    if values.ndim == 1:  # one-hot multi-label target
-        return ";".join(str(vocab[k]) for k in np.flatnonzero(values > 0.5))
+    if values.ndim == 1:  # one-hot multi-label target (all -1 when unlabelled)
+        if (values < 0).any():
+            return None
+        return ";".join(str(vocab[k]) for k in np.flatnonzero(values > 0.5)) or "-"
     k = int(values)
     return str(vocab[k]) if 0 <= k < len(vocab) else None
 

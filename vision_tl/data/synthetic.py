@@ -134,3 +134,73 @@ def make_synthetic_pets(
         img = synthetic_image(0 if is_cat else 1, rng, _random_size(rng, min_side, max_side))
         img.save(images / f"{breed}_{counters[breed]}.jpg", quality=90)
     return root
+
+
+# multi-label: each label is a shape drawn in its own colour
+_MULTI_SHAPES = {
+    "circle": (230, 40, 40), "square": (40, 200, 60), "triangle": (50, 90, 240), "cross": (235, 220, 40),
+    "ring": (220, 60, 220), "bar": (40, 220, 230),
+}
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], fill: tuple) -> None:
+    x0, y0, x1, y1 = box
+    cx, cy, r = (x0 + x1) // 2, (y0 + y1) // 2, (x1 - x0) // 2
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
+    elif shape == "triangle":
+        draw.polygon([(cx, y0), (x1, y1), (x0, y1)], fill=fill)
+    elif shape == "cross":
+        draw.rectangle([x0, cy - r // 3, x1, cy + r // 3], fill=fill)
+        draw.rectangle([cx - r // 3, y0, cx + r // 3, y1], fill=fill)
+    elif shape == "ring":
+        draw.ellipse(box, outline=fill, width=max(2, r // 3))
+    else:  # bar
+        draw.rectangle([x0, cy - r // 4, x1, cy + r // 4], fill=fill)
+
+
+def make_synthetic_multi_label(
+    path: str | Path,
+    n_images: int = 64,
+    classes: Sequence[str] = ("circle", "square", "triangle", "cross", "ring"),
+    max_labels: int = 3,
+    valid_pct: float = 0.25,
+    size: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Write a multi-label set (fastai's planet/PASCAL layout) and return ``path``.
+
+    ``path/images/img_<i>.jpg`` shows 1 to ``max_labels`` distinct shapes, each in its own colour (the
+    labels); ``path/labels.csv`` has columns ``fname`` (``images/img_<i>.jpg``), ``labels`` (space-separated, in
+    ``classes`` order) and ``is_valid`` (the last ``valid_pct`` of the rows). Same arguments, same bytes.
+    Classes: any of circle, square, triangle, cross, ring, bar.
+    """
+    unknown = [c for c in classes if c not in _MULTI_SHAPES]
+    if unknown or not 1 <= max_labels <= min(4, len(classes)):  # one shape per quadrant
+        raise ValueError(f"classes must be some of {list(_MULTI_SHAPES)} and max_labels in [1, {min(4, len(classes))}], "
+                         f"got {list(classes)!r} and {max_labels}")
+    root = Path(path)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    n_valid = round(n_images * valid_pct)
+    rows = ["fname,labels,is_valid"]
+    cells = [(cx, cy) for cy in range(2) for cx in range(2)]  # one shape per quadrant: they never overlap
+    for i in range(n_images):
+        labels = sorted(rng.sample(range(len(classes)), rng.randint(1, max_labels)))
+        bg = tuple(rng.randint(0, 70) for _ in range(3))
+        img = Image.new("RGB", (size, size), bg)
+        draw = ImageDraw.Draw(img)
+        half = size // 2
+        for k, (qx, qy) in zip(labels, rng.sample(cells, len(labels))):
+            r = rng.randint(half // 3, half // 2 - 2)
+            cx, cy = qx * half + rng.randint(r, half - r), qy * half + rng.randint(r, half - r)
+            fill = tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in _MULTI_SHAPES[classes[k]])
+            _draw_shape(draw, classes[k], (cx - r, cy - r, cx + r, cy + r), fill)
+        noise = Image.effect_noise((size, size), rng.uniform(8, 20)).convert("RGB")
+        Image.blend(img, noise, 0.1).save(root / "images" / f"img_{i:03d}.jpg", quality=90)
+        names = " ".join(classes[k] for k in labels)
+        rows.append(f"images/img_{i:03d}.jpg,{names},{i >= n_images - n_valid}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root

@@ -27,7 +27,7 @@ from ..files import sibling_temp
 from .predict import Predictor, _as_normalize
 
 FORMAT_NAME = "vision_tl.learner"
-FORMAT_VERSION = 1  # bump when the manifest changes incompatibly
+FORMAT_VERSION = 2  # bump when the manifest changes incompatibly (2: multi-label models)
 MIN_FORMAT_VERSION = 1  # the oldest format this version still reads
 MANIFEST_KEY = "vision_tl.manifest"
 MANIFEST_SHA_KEY = "vision_tl.manifest_sha256"
@@ -89,7 +89,10 @@ def build_manifest(predictor: Predictor) -> dict[str, Any]:
         batch_tfms.append(t.to_dict())
     return {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        # single-label files stay version 1 (readable by older vision_tl); a multi-label one is version 2, so an
+        # older vision_tl refuses it instead of decoding its sigmoid outputs with a softmax
+        "format_version": 2 if predictor.multi_label else 1,
+        **decode_fields(predictor),
         "model_config": cfg.to_dict(),
         "vocab": list(predictor.vocab),
         "item_tfms": item_tfms,
@@ -98,6 +101,14 @@ def build_manifest(predictor: Predictor) -> dict[str, Any]:
         "input_size": None if size is None else list(size),
         "versions": _versions(),
     }
+
+
+def decode_fields(predictor: Predictor) -> dict[str, Any]:
+    """How outputs become predictions: ``multi_label``, ``activation`` (``"sigmoid"``/``"softmax"``) and the
+    multi-label ``threshold`` (None for a single-label model)."""
+    multi = predictor.multi_label
+    return {"multi_label": multi, "activation": "sigmoid" if multi else "softmax",
+            "threshold": predictor.thresh if multi else None}
 
 
 def _canonical_header(data: bytes) -> bytes:
@@ -257,6 +268,10 @@ def _check_manifest(path: Path, m: Any) -> None:
             raise ExportFormatError(path, f"manifest field {key!r} should be a {typ.__name__}, got {m.get(key)!r}")
     if not m["vocab"] or not all(isinstance(v, str) for v in m["vocab"]):
         raise ExportFormatError(path, f"manifest vocab must be a non-empty list of strings, got {m['vocab']!r}")
+    multi, thresh = m.get("multi_label", False), m.get("threshold")
+    if not isinstance(multi, bool) or (multi and not (isinstance(thresh, (int, float)) and 0 < thresh < 1)):
+        raise ExportFormatError(path, f"manifest multi_label must be a bool with a threshold in (0, 1), got "
+                                f"multi_label={multi!r}, threshold={thresh!r}")
     norm = m.get("normalize")
     if norm is not None and not (isinstance(norm, dict) and {"mean", "std"} <= set(norm)):
         raise ExportFormatError(path, f"manifest normalize must be null or {{mean, std}}, got {norm!r}")
@@ -335,5 +350,6 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
         raise ValueError(f"load_learner: cpu=True contradicts device={device!r}")
     if device is None:
         device = "cpu" if cpu or not torch.cuda.is_available() else "cuda"
+    multi = m.get("multi_label", False)
     return Predictor(model, m["vocab"], item_tfms, normalize, device=device, model_config=cfg, batch_tfms=batch_tfms,
-                     channels_last=True)
+                     channels_last=True, multi_label=multi, thresh=m["threshold"] if multi else 0.5)

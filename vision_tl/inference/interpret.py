@@ -70,9 +70,14 @@ class ClassificationInterpretation:
         self.preds = self.probs.argmax(1)
 
     @classmethod
-    def from_learner(cls, learn: Any, ds_idx: int = 1, dl: Any = None) -> ClassificationInterpretation:
+    def from_learner(cls, learn: Any, ds_idx: int = 1, dl: Any = None) -> Any:
         """Predict the validation set (``ds_idx=0``: the training set, in order, unaugmented; or ``dl``)
-        with ``learn`` and keep per-item losses."""
+        with ``learn`` and keep per-item losses. A multi-label learner gets a ``MultiLabelInterpretation``
+        (a 2x2 confusion matrix per class)."""
+        if getattr(getattr(learn, "dls", None), "multi_label", False):
+            from .interpret_multi import MultiLabelInterpretation
+
+            return MultiLabelInterpretation.from_learner(learn, ds_idx, dl)
         dl = dl if dl is not None else _ordered_dl(learn, ds_idx)
         probs, targets, losses = learn.get_preds(dl=dl, with_loss=True)
         ds = dl.dataset
@@ -203,8 +208,22 @@ def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, nc
         probs = pred.forward_uint8(torch.stack([torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)
                                                 for im in images]))
     vocab = learn.dls.vocab
+    if pred.multi_label:  # titles list every label: actual, then predicted
+        actual_sets = [_label_set(ds, vocab, i) for i in range(n)]
+        predicted_sets = [";".join(labs) or "-" for labs in pred.decode(probs)]
+        titles = [f"{a}\n{p}" for a, p in zip(actual_sets, predicted_sets)]
+        colors = ["green" if a == p else "red" for a, p in zip(actual_sets, predicted_sets)]
+        return _grid(images, titles, ncols, colors=colors, suptitle="actual / predicted")
     actual = [int(ds.labels[i]) if getattr(ds, "labels", None) is not None else -1 for i in range(n)]
     predicted = probs.argmax(1).tolist()
     titles = [f"{vocab[a] if a >= 0 else '?'}\n{vocab[p]}" for a, p in zip(actual, predicted)]
     colors = ["green" if a == p else "red" for a, p in zip(actual, predicted)]
     return _grid(images, titles, ncols, colors=colors, suptitle="actual / predicted")
+
+
+def _label_set(ds: Any, vocab: Sequence[str], i: int) -> str:
+    """Item ``i``'s labels joined with ``;`` (``-`` for none, ``?`` when unlabelled)."""
+    labels = getattr(ds, "labels", None)
+    if labels is None:
+        return "?"
+    return ";".join(vocab[k] for k in sorted(labels[i])) or "-"

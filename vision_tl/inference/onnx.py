@@ -3,8 +3,10 @@
 The graph's input ``image`` is a batch of RGB images, NCHW, already resized to the model's input
 size (the ``input_size`` metadata entry): ``uint8`` in 0-255 (the default) or ``float32`` in [0, 1]
 (``input_dtype="float32"``). Scaling, the valid-time batch transforms and normalization happen
-inside the graph; the output ``probs`` is ``(N, n_classes)`` softmax probabilities. The class names,
-input size and dtype are stored in the model's ``metadata_props`` (``vocab`` is a JSON list).
+inside the graph; the output ``probs`` is ``(N, n_classes)`` softmax probabilities, or for a multi-label
+model per-class sigmoid probabilities (a label is predicted when its probability > the ``threshold``
+metadata entry). The class names, input size, dtype, ``multi_label`` and ``threshold`` are stored in the
+model's ``metadata_props`` (``vocab`` is a JSON list).
 Needs the ``onnx`` extra (onnx, onnxscript; onnxruntime for the check).
 """
 
@@ -27,7 +29,7 @@ _DTYPES = ("uint8", "float32")
 
 class PreprocessedClassifier(nn.Module):
     """``model`` behind the predictor's preprocessing (``apply_batch_tfms``: to [0, 1] for uint8 input, the
-    valid-time batch transforms, normalization), then softmax."""
+    valid-time batch transforms, normalization), then softmax (sigmoid for a multi-label model)."""
 
     def __init__(self, predictor: Predictor) -> None:
         super().__init__()
@@ -35,9 +37,11 @@ class PreprocessedClassifier(nn.Module):
         # a fresh Normalize: the one the predictor uses caches its constants, which tracing must not touch
         norm = [Normalize(*predictor.normalize)] if predictor.normalize is not None else []
         self.tfms = [*predictor.batch_tfms, *norm]
+        self.multi_label = predictor.multi_label
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(apply_batch_tfms(image, self.tfms, train=False)), dim=1)
+        out = self.model(apply_batch_tfms(image, self.tfms, train=False))
+        return torch.sigmoid(out) if self.multi_label else torch.softmax(out, dim=1)
 
 
 def _input_size(predictor: Predictor) -> tuple[int, int]:
@@ -95,7 +99,10 @@ def _metadata(pred: Predictor, size: tuple[int, int], input_dtype: str) -> dict[
         "input_size": json.dumps(list(size)),
         "input_dtype": input_dtype,
         "input_layout": "NCHW RGB",
-        "output": "probs: softmax probabilities, one column per vocab entry",
+        "output": ("probs: sigmoid probabilities, one column per vocab entry; labels: probs > threshold"
+                   if pred.multi_label else "probs: softmax probabilities, one column per vocab entry"),
+        "multi_label": json.dumps(pred.multi_label),
+        "threshold": json.dumps(pred.thresh if pred.multi_label else None),
         "item_tfms": json.dumps([t.to_dict() for t in pred.item_tfms]),
         "vision_tl_version": __version__,
     }

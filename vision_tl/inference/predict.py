@@ -172,6 +172,9 @@ class Predictor:
         channels_last: convert the model to channels-last memory format (about 2x faster convolutions
             on CPU with oneDNN, and on CUDA tensor cores); it changes the model in place, so
             ``from_learner`` leaves it off and ``load_learner`` turns it on.
+        multi_label: each image has a set of labels: probabilities are per-class sigmoids (not a softmax)
+            and ``predict`` returns ``(labels, bool mask, probs)`` with the labels whose probability > ``thresh``.
+        thresh: the multi-label decision threshold (saved in the export).
     """
 
     def __init__(
@@ -185,7 +188,12 @@ class Predictor:
         amp: bool = True,
         batch_tfms: Sequence[Any] | None = None,
         channels_last: bool = False,
+        multi_label: bool = False,
+        thresh: float = 0.5,
     ) -> None:
+        if not 0 < thresh < 1:
+            raise ValueError(f"thresh must be in (0, 1), got {thresh!r}")
+        self.multi_label, self.thresh = bool(multi_label), float(thresh)
         self.model = model
         self.vocab = [str(v) for v in vocab]
         self.item_tfms = list(item_tfms)
@@ -208,14 +216,17 @@ class Predictor:
     def from_learner(cls, learn: Any) -> Predictor:
         """The predictor of an in-memory learner: its model, vocab, item tfms and batch tfms.
 
-        Normalization is exactly the ``Normalize`` in ``dls.batch_tfms`` (none if training had none).
+        Normalization is exactly the ``Normalize`` in ``dls.batch_tfms`` (none if training had none);
+        multi-label when ``dls.multi_label``, with the threshold of the loss (``BCEWithLogitsLossFlat.thresh``).
         """
         dls = learn.dls
         batch_tfms = list(getattr(dls, "batch_tfms", None) or [])
         normalize = next((t for t in batch_tfms if type(t).__name__ == "Normalize"), None)
         cfg = getattr(learn, "model_config", None)
         model = getattr(learn, "raw_model", learn.model)  # not the DDP / torch.compile wrapper
-        return cls(model, dls.vocab, dls.item_tfms, normalize, model_config=cfg, batch_tfms=batch_tfms)
+        return cls(model, dls.vocab, dls.item_tfms, normalize, model_config=cfg, batch_tfms=batch_tfms,
+                   multi_label=bool(getattr(dls, "multi_label", False)),
+                   thresh=float(getattr(learn.loss_func, "thresh", 0.5)))
 
     @property
     def normalize(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
@@ -255,14 +266,23 @@ class Predictor:
         autocast = torch.autocast("cuda", dtype=torch.float16) if cuda and self.amp else nullcontext()
         with eval_mode(self.model), torch.inference_mode(), autocast:
             out = self.model(xb)
-        return torch.softmax(out.float(), dim=1).cpu()
+        return self.activation(out.float()).cpu()
 
-    def predict(self, item: Item) -> tuple[str, int, torch.Tensor]:
-        """``(label, index, probs)`` for one image, like fastai's ``learn.predict``."""
+    def activation(self, out: torch.Tensor) -> torch.Tensor:
+        """Outputs to probabilities: a sigmoid per class (multi-label) or a softmax over the classes."""
+        return torch.sigmoid(out) if self.multi_label else torch.softmax(out, dim=-1)
+
+    def predict(self, item: Item) -> tuple[Any, Any, torch.Tensor]:
+        """One image, like fastai's ``learn.predict``: ``(label, index, probs)``, or for a multi-label
+        model ``(labels: list[str], mask: bool tensor (c,), probs)`` with the labels whose
+        probability is above ``thresh``."""
         img = self.preprocess(item)
         if not img.flags.writeable:  # e.g. a read-only array straight from PIL
             img = img.copy()
         probs = self.forward_uint8(torch.from_numpy(img).permute(2, 0, 1)[None])[0]
+        if self.multi_label:
+            mask = probs > self.thresh
+            return self.decode(probs[None])[0], mask, probs
         idx = int(probs.argmax())
         return self.vocab[idx], idx, probs
 
@@ -302,8 +322,11 @@ class Predictor:
             out.append(self.forward_uint8(xb))
         return torch.cat(out)
 
-    def decode(self, probs: torch.Tensor) -> list[str]:
-        """Labels for a ``(n, c)`` probability tensor."""
+    def decode(self, probs: torch.Tensor) -> list[Any]:
+        """Labels for a ``(n, c)`` probability tensor: the arg-max's, or (multi-label) the list of labels
+        above ``thresh`` for each row."""
+        if self.multi_label:
+            return [[self.vocab[i] for i in row.nonzero().flatten().tolist()] for row in probs > self.thresh]
         return [self.vocab[i] for i in probs.argmax(1).tolist()]
 
     def export(self, fname: str | Path) -> Path:
@@ -314,7 +337,8 @@ class Predictor:
 
     def __repr__(self) -> str:
         arch = getattr(self.model_config, "arch", type(self.model).__name__)
-        return f"Predictor({arch}, {self.c} classes, device={self.device})"
+        multi = f", multi-label thresh={self.thresh}" if self.multi_label else ""
+        return f"Predictor({arch}, {self.c} classes{multi}, device={self.device})"
 
 
 def inorder_dl(dl: Any, train: bool = False, bs: int | None = None, device: Any = None) -> TfmdDL:
@@ -326,7 +350,8 @@ def inorder_dl(dl: Any, train: bool = False, bs: int | None = None, device: Any 
     """
     ds = dl.dataset
     if isinstance(ds, ImageDataset):
-        ds = ImageDataset(ds.items, ds.labels, ds.vocab, ds.item_tfms, train=train, on_bad_image=ds.on_bad_image)
+        ds = ImageDataset(ds.items, ds.labels, ds.vocab, ds.item_tfms, train=train, on_bad_image=ds.on_bad_image,
+                          multi_label=ds.multi_label)
     out = TfmdDL(
         ds, bs=bs or dl.bs, train=train, batch_tfms=dl.batch_tfms, device=device or dl.device,
         num_workers=dl.num_workers, drop_last=False, seed=int(torch.randint(2**31, (1,))) if train else 0,
@@ -355,14 +380,25 @@ def tta(
     model = getattr(learn, "raw_model", learn.model)
     device = next(model.parameters()).device
 
+    act = getattr(learn.loss_func, "activation", None) or (lambda out: torch.softmax(out, dim=1))
+
     def one_pass(loader: TfmdDL) -> torch.Tensor:
         with eval_mode(model), torch.inference_mode():
-            return torch.cat([torch.softmax(model(b[0]).float(), dim=1).cpu() for b in loader])
+            return torch.cat([act(model(b[0]).float()).cpu() for b in loader])
 
     aug_dl = inorder_dl(dl, train=True, bs=bs, device=device)
     aug = torch.stack([one_pass(aug_dl) for _ in range(n)]).mean(0)
-    labels = getattr(dl.dataset, "labels", None)
-    targets = None if labels is None else torch.as_tensor(list(labels), dtype=torch.long)
+    targets = _targets(dl.dataset)
     if beta is None:
         return aug, targets
     return torch.lerp(aug, one_pass(inorder_dl(dl, bs=bs, device=device)), beta), targets
+
+
+def _targets(ds: Any) -> torch.Tensor | None:
+    """All of ``ds``'s targets in order: int64 ``(n,)``, one-hot float32 ``(n, c)`` (multi-label) or None."""
+    labels = getattr(ds, "labels", None)
+    if labels is None:
+        return None
+    if getattr(ds, "multi_label", False):
+        return torch.stack([torch.from_numpy(ds.target(i)) for i in range(len(labels))])
+    return torch.as_tensor(list(labels), dtype=torch.long)

@@ -41,6 +41,7 @@ from .callbacks import (
     Recorder,
     TerminateOnNaNCallback,
 )
+from .losses import default_loss_func
 from .param_groups import adamw
 from .vision import cnn_learner, vision_learner
 
@@ -68,7 +69,7 @@ class Learner:
         if hasattr(dls, "to"):
             dls.to(self.device)
         self.dls, self.model = dls, model.to(self.device)
-        self.loss_func = loss_func if loss_func is not None else nn.CrossEntropyLoss()
+        self.loss_func = loss_func if loss_func is not None else default_loss_func(dls)
         self.opt_func, self.lr, self.wd, self.train_bn, self.moms = opt_func, lr, 0.01 if wd is None else wd, train_bn, moms
         self.metrics = [] if metrics is None else list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
         self.path = Path(path if path is not None else getattr(dls, "path", None) or ".")
@@ -366,7 +367,8 @@ class Learner:
                   act: Callable | None = None) -> tuple:
         """Predictions over a whole DataLoader: ``(probs, targets[, losses][, inputs])``.
 
-        ``act`` defaults to softmax; ``targets`` is None for an unlabelled ``test_dl``. ``ds_idx=0``
+        ``act`` defaults to the loss's ``activation`` (sigmoid for ``BCEWithLogitsLossFlat``), else softmax;
+        multi-label ``targets`` are one-hot floats ``(N, C)``; ``targets`` is None for an unlabelled ``test_dl``. ``ds_idx=0``
         predicts the training set in dataset order, every item, with the valid-time transforms (the
         training loader itself shuffles, drops a last partial batch and augments).
         """
@@ -385,7 +387,8 @@ class Learner:
             raise ValueError(f"get_preds: the DataLoader yielded no batches ({dl!r})")
         preds = torch.cat(self.val_preds)
         targs = torch.cat(self.val_targs) if self.val_targs else None
-        out: list[Any] = [(act or partial(torch.softmax, dim=-1))(preds), targs]
+        act = act or getattr(self.loss_func, "activation", None) or partial(torch.softmax, dim=-1)
+        out: list[Any] = [act(preds), targs]
         if with_loss and targs is None:
             raise ValueError("get_preds(with_loss=True) needs labels; this DataLoader yields images only")
         if with_loss:
@@ -400,7 +403,8 @@ class Learner:
             return torch.stack([self.loss_func(p[None], t[None]) for p, t in zip(preds, targs)])
         self.loss_func.reduction = "none"
         try:
-            return self.loss_func(preds, targs)
+            losses = self.loss_func(preds, targs)
+            return losses.flatten(1).mean(1) if losses.ndim > 1 else losses  # multi-label: mean over classes
         finally:
             self.loss_func.reduction = old
 
@@ -433,7 +437,8 @@ class Learner:
 
     # ----- inference (implemented in vision_tl.inference) ---------------------------------------
     def predict(self, item: Any) -> tuple:
-        """``(label, index, probs)`` for one image (path, bytes, PIL image or array)."""
+        """``(label, index, probs)`` for one image (path, bytes, PIL image or array); for multi-label data
+        ``(labels, bool mask, probs)`` with the labels above the loss's ``thresh``."""
         return self._predictor().predict(item)
 
     def predict_batch(self, items: Sequence[Any], **kwargs: Any) -> Any:
@@ -453,7 +458,7 @@ class Learner:
         dls = self.dls
         key = (model, None if param is None else (param.device, param.dtype), dls, tuple(dls.vocab),
                tuple(repr(t) for t in dls.item_tfms), tuple((id(t), repr(t)) for t in dls.batch_tfms),
-               self.model_config)
+               self.model_config, getattr(self.loss_func, "thresh", None))
         cached = getattr(self, "_predictor_cache", None)
         if cached is None or cached[0] != key:  # the model and dls compare by identity
             self._predictor_cache = (key, Predictor.from_learner(self))

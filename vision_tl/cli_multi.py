@@ -1,0 +1,70 @@
+"""The multi-label side of ``vision-tl predict`` and ``evaluate`` (a model exported with ``multi_label``).
+
+``cli.py`` calls these when the loaded model is multi-label: predictions are label sets (every class
+above the model's threshold) with each class's probability; evaluation reports per-class
+precision/recall/F1, the micro/macro/samples averages and one 2x2 confusion matrix per class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .cli import CLIError, labelled_files, parse_label_from
+from .inference.interpret_multi import MultiLabelInterpretation
+
+
+def predict_multi(args: argparse.Namespace, pred: Any, files: list[Path], probs: Any) -> int:
+    """Multi-label predictions: the labels above the model's threshold, and every class's probability."""
+    rows = [{"file": str(f), "labels": labs, "probs": {c: round(p, 6) for c, p in zip(pred.vocab, row)}}
+            for f, labs, row in zip(files, pred.decode(probs), probs.tolist())]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print("\t".join([r["file"], " ".join(r["labels"]) or "-", *(f"{c} {p:.4f}" for c, p in r["probs"].items())]))
+    if args.csv is not None:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.csv, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["file", "labels", *pred.vocab])
+            for r in rows:
+                w.writerow([r["file"], " ".join(r["labels"]), *r["probs"].values()])
+    return 0
+
+
+def evaluate_multi(args: argparse.Namespace, pred: Any) -> int:
+    """``evaluate`` for a multi-label model: per-class precision/recall/F1, the averages, a 2x2 matrix per class."""
+    if parse_label_from(args.label_from)[0] != "csv":
+        raise CLIError("a multi-label model is evaluated on a CSV of label lists: pass --label-from csv FILE")
+    files, label_sets = labelled_files(args.data, args.label_from, args.label_delim)
+    unknown = sorted({lab for labs in label_sets for lab in labs} - set(pred.vocab))
+    if unknown:
+        raise CLIError(f"labels {unknown[:5]!r} in {str(args.data)!r} are not classes of the model {pred.vocab!r}")
+    targets = torch.zeros(len(files), pred.c)
+    for i, labs in enumerate(label_sets):
+        targets[i, [pred.vocab.index(lab) for lab in labs]] = 1.0
+    probs = pred.predict_batch(files, bs=args.bs, num_workers=args.num_workers, progress=sys.stderr.isatty())
+    interp = MultiLabelInterpretation(pred.vocab, probs, targets, pred.thresh, items=files)
+    result = {"n_images": len(files), "threshold": pred.thresh, "accuracy_multi": interp.accuracy(),
+              **{f"{avg}_avg": s for avg, s in interp.averages().items()},
+              "per_class": interp.classification_report(),
+              "confusion_matrix": interp.confusion_matrix().tolist(), "vocab": pred.vocab}
+    if args.confusion_matrix is not None:
+        args.confusion_matrix.parent.mkdir(parents=True, exist_ok=True)
+        interp.plot_confusion_matrix().savefig(args.confusion_matrix, dpi=100, bbox_inches="tight")
+        result["confusion_matrix_png"] = str(args.confusion_matrix)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{len(files)} images  accuracy_multi {result['accuracy_multi']:.4f}  threshold {pred.thresh}")
+        interp.print_classification_report()
+        if args.confusion_matrix is not None:
+            print(f"confusion matrices (one per class): {args.confusion_matrix}")
+    return 0
