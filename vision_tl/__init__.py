@@ -81,6 +81,7 @@ _EXPORTS: dict[str, str] = {
     "CrossEntropyLossFlat": ".train.losses",
     "BCEWithLogitsLossFlat": ".train.losses",
     "LabelSmoothingCrossEntropy": ".train.losses",
+    "MSELossFlat": ".train.losses",
     # inference
     "load_learner": ".inference.export",
     "export_onnx": ".inference.onnx",

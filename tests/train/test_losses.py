@@ -83,3 +83,15 @@ def test_the_learner_picks_bce_for_multi_label_data_and_flat_cross_entropy_other
     probs, targs, losses = learn.get_preds(with_loss=True)
     assert torch.allclose(losses, F.cross_entropy(out, y, reduction="none"), atol=1e-6)
     assert torch.allclose(probs, torch.softmax(out, 1), atol=1e-6)
+
+
+def test_regression_data_gets_mse_on_flattened_targets():
+    from types import SimpleNamespace
+
+    from vision_tl.train.losses import MSELossFlat, default_loss_func
+
+    assert isinstance(default_loss_func(SimpleNamespace(multi_label=False, target_kind="regression")), MSELossFlat)
+    assert isinstance(default_loss_func(SimpleNamespace(multi_label=False, target_kind="category")),
+                      CrossEntropyLossFlat)
+    out, targ = torch.randn(6, 1), torch.randn(6)  # a RegressionBlock target of one value per item is (N,)
+    assert torch.allclose(MSELossFlat()(out, targ), F.mse_loss(out[:, 0], targ))

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["BCEWithLogitsLossFlat", "CrossEntropyLossFlat", "LabelSmoothingCrossEntropy", "default_loss_func"]
+__all__ = ["BCEWithLogitsLossFlat", "CrossEntropyLossFlat", "LabelSmoothingCrossEntropy", "MSELossFlat",
+           "default_loss_func"]
 
 
 def _class_last(x: Tensor, axis: int) -> Tensor:
@@ -117,7 +118,25 @@ class LabelSmoothingCrossEntropy(nn.Module):
         return f"eps={self.eps}, reduction={self.reduction!r}"
 
 
+class MSELossFlat(nn.MSELoss):
+    """Mean squared error between outputs and float targets of the same number of elements per item
+    (fastai's ``MSELossFlat``, the loss of a ``RegressionBlock``); the outputs are the predictions."""
+
+    def forward(self, inp: Tensor, targ: Tensor) -> Tensor:
+        return super().forward(inp.reshape(len(inp), -1), targ.float().reshape(len(targ), -1))
+
+    def activation(self, out: Tensor) -> Tensor:
+        return out
+
+    def decodes(self, preds: Tensor) -> Tensor:
+        return preds
+
+
 def default_loss_func(dls: Any) -> nn.Module:
-    """The loss fastai picks from the data: ``BCEWithLogitsLossFlat`` for multi-label sets, else
-    ``CrossEntropyLossFlat``."""
-    return BCEWithLogitsLossFlat() if getattr(dls, "multi_label", False) else CrossEntropyLossFlat()
+    """The loss fastai picks from the data: ``BCEWithLogitsLossFlat`` for multi-label sets,
+    ``MSELossFlat`` for regression targets, else ``CrossEntropyLossFlat``."""
+    if getattr(dls, "multi_label", False):
+        return BCEWithLogitsLossFlat()
+    if getattr(dls, "target_kind", None) == "regression":
+        return MSELossFlat()
+    return CrossEntropyLossFlat()
