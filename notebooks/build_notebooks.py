@@ -266,6 +266,20 @@ validation rows. The vocab is every label seen, sorted; each target is a one-hot
 xb, yb = dls.one_batch()
 dls.vocab, dls.multi_label, yb[:3]"""),
     ("code", "dls.show_batch(max_n=6)"),
+    ("md", """## The same data with the DataBlock API
+
+fastai's DataBlock names each step: images from the `fname` column, label lists from the `labels`
+column split on spaces, the split from `is_valid`. `summary` walks one row through every step (and says
+which step breaks, and on which row, when one does). It gives the same DataLoaders as `from_csv`."""),
+    ("code", """from vision_tl import ColReader, ColSplitter, DataBlock, ImageBlock, MultiCategoryBlock
+
+dblock = DataBlock(blocks=(ImageBlock, MultiCategoryBlock),
+                   get_x=ColReader("fname", pref=path), get_y=ColReader("labels", label_delim=" "),
+                   splitter=ColSplitter("is_valid"), item_tfms=Resize(size))
+dblock.summary(df)
+dls2 = dblock.dataloaders(df, bs=8 if FAST else 32, num_workers=0 if FAST else None)
+assert dls2.vocab == dls.vocab and dls2.multi_label
+dls2.show_batch(max_n=6)"""),
     ("md", """## Train
 
 With multi-label data `vision_learner` picks `BCEWithLogitsLossFlat()` as the loss (threshold 0.5), as
