@@ -3,7 +3,8 @@
 The graph's input ``image`` is a batch of RGB images, NCHW, already resized to the model's input
 size (the ``input_size`` metadata entry): ``uint8`` in 0-255 (the default) or ``float32`` in [0, 1]
 (``input_dtype="float32"``). Scaling, the valid-time batch transforms and normalization happen
-inside the graph; the output ``probs`` is ``(N, n_classes)`` softmax probabilities. The class names,
+inside the graph; the output ``probs`` is ``(N, n_classes)`` probabilities after the model's final
+activation (softmax, or sigmoid for a multi-label model: ``Predictor.activation``). The class names,
 input size and dtype are stored in the model's ``metadata_props`` (``vocab`` is a JSON list).
 Needs the ``onnx`` extra (onnx, onnxscript; onnxruntime for the check).
 """
@@ -20,14 +21,14 @@ from torch import nn
 
 from ..data.batch_tfms import Normalize, apply_batch_tfms
 from ..files import sibling_temp
-from .predict import Predictor
+from .predict import Predictor, apply_activation
 
 _DTYPES = ("uint8", "float32")
 
 
 class PreprocessedClassifier(nn.Module):
     """``model`` behind the predictor's preprocessing (``apply_batch_tfms``: to [0, 1] for uint8 input, the
-    valid-time batch transforms, normalization), then softmax."""
+    valid-time batch transforms, normalization), then the predictor's final activation."""
 
     def __init__(self, predictor: Predictor) -> None:
         super().__init__()
@@ -35,9 +36,10 @@ class PreprocessedClassifier(nn.Module):
         # a fresh Normalize: the one the predictor uses caches its constants, which tracing must not touch
         norm = [Normalize(*predictor.normalize)] if predictor.normalize is not None else []
         self.tfms = [*predictor.batch_tfms, *norm]
+        self.activation = predictor.activation
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(apply_batch_tfms(image, self.tfms, train=False)), dim=1)
+        return apply_activation(self.model(apply_batch_tfms(image, self.tfms, train=False)), self.activation)
 
 
 def _input_size(predictor: Predictor) -> tuple[int, int]:
@@ -49,11 +51,13 @@ def _input_size(predictor: Predictor) -> tuple[int, int]:
     return tuple(size)
 
 
-def export_onnx(learn_or_predictor: Any, fname: str | Path, input_dtype: str = "uint8", opset: int | None = None) -> Path:
+def export_onnx(learn_or_predictor: Any, fname: str | Path, input_dtype: str = "uint8", opset: int | None = None,
+                metadata: dict[str, str] | None = None) -> Path:
     """Write ``learn_or_predictor`` (a ``Learner`` or ``Predictor``) to one ``.onnx`` file.
 
     The batch dimension is dynamic; height and width are the model's input size. The file is
     written under a temporary name and moved into place, so a failure leaves no partial file.
+    ``metadata`` adds string entries to the model's ``metadata_props`` (e.g. a cache key).
     """
     try:
         import onnx  # noqa: F401 - needed by torch's exporter and for the metadata below
@@ -77,7 +81,7 @@ def export_onnx(learn_or_predictor: Any, fname: str | Path, input_dtype: str = "
             wrapped, (example,), input_names=["image"], output_names=["probs"], opset_version=opset, verbose=False,
             dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), external_data=False, dynamo=True,
         )
-        program.model.metadata_props.update(_metadata(pred, (h, w), input_dtype))
+        program.model.metadata_props.update({**_metadata(pred, (h, w), input_dtype), **(metadata or {})})
         program.save(tmp, external_data=False)
         os.replace(tmp, path)
     finally:
@@ -95,7 +99,8 @@ def _metadata(pred: Predictor, size: tuple[int, int], input_dtype: str) -> dict[
         "input_size": json.dumps(list(size)),
         "input_dtype": input_dtype,
         "input_layout": "NCHW RGB",
-        "output": "probs: softmax probabilities, one column per vocab entry",
+        "output": f"probs: {pred.activation} probabilities, one column per vocab entry",
+        "activation": pred.activation,
         "item_tfms": json.dumps([t.to_dict() for t in pred.item_tfms]),
         "vision_tl_version": __version__,
     }

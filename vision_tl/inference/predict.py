@@ -28,6 +28,12 @@ from ..data.item_tfms import apply_item_tfms, draft_size_for, limit_worker_threa
 from ..data.tfmd_dl import TfmdDL
 
 Item = Any  # str | Path | bytes | PIL.Image.Image | np.ndarray | torch.Tensor
+ACTIVATIONS = ("softmax", "sigmoid")  # single-label (one class per image) / multi-label
+
+
+def apply_activation(out: torch.Tensor, activation: str) -> torch.Tensor:
+    """The model's final activation on its ``(N, C)`` outputs: ``softmax`` over classes or per-class ``sigmoid``."""
+    return torch.sigmoid(out) if activation == "sigmoid" else torch.softmax(out, dim=1)
 
 
 def _as_normalize(normalize: Any) -> Normalize | None:
@@ -172,7 +178,11 @@ class Predictor:
         channels_last: convert the model to channels-last memory format (about 2x faster convolutions
             on CPU with oneDNN, and on CUDA tensor cores); it changes the model in place, so
             ``from_learner`` leaves it off and ``load_learner`` turns it on.
+        activation: the final activation, ``"softmax"`` (single-label) or ``"sigmoid"`` (multi-label);
+            saved in the export and used by every backend.
     """
+
+    backend = "torch"  # what runs the forward pass (``inference/backends.py`` adds "onnxruntime")
 
     def __init__(
         self,
@@ -185,7 +195,11 @@ class Predictor:
         amp: bool = True,
         batch_tfms: Sequence[Any] | None = None,
         channels_last: bool = False,
+        activation: str = "softmax",
     ) -> None:
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
         self.model = model
         self.vocab = [str(v) for v in vocab]
         self.item_tfms = list(item_tfms)
@@ -215,7 +229,9 @@ class Predictor:
         normalize = next((t for t in batch_tfms if type(t).__name__ == "Normalize"), None)
         cfg = getattr(learn, "model_config", None)
         model = getattr(learn, "raw_model", learn.model)  # not the DDP / torch.compile wrapper
-        return cls(model, dls.vocab, dls.item_tfms, normalize, model_config=cfg, batch_tfms=batch_tfms)
+        activation = "sigmoid" if getattr(dls, "multi_label", False) else "softmax"
+        return cls(model, dls.vocab, dls.item_tfms, normalize, model_config=cfg, batch_tfms=batch_tfms,
+                   activation=activation)
 
     @property
     def normalize(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
@@ -255,7 +271,7 @@ class Predictor:
         autocast = torch.autocast("cuda", dtype=torch.float16) if cuda and self.amp else nullcontext()
         with eval_mode(self.model), torch.inference_mode(), autocast:
             out = self.model(xb)
-        return torch.softmax(out.float(), dim=1).cpu()
+        return apply_activation(out.float(), self.activation).cpu()
 
     def predict(self, item: Item) -> tuple[str, int, torch.Tensor]:
         """``(label, index, probs)`` for one image, like fastai's ``learn.predict``."""
