@@ -26,6 +26,7 @@ from ..data.datasets import ImageDataset
 from ..data.images import load_rgb
 from ..data.item_tfms import apply_item_tfms, draft_size_for, limit_worker_threads
 from ..data.tfmd_dl import TfmdDL
+from .pipeline import decode_threads_for, iter_batches
 
 Item = Any  # str | Path | bytes | PIL.Image.Image | np.ndarray | torch.Tensor
 ACTIVATIONS = ("softmax", "sigmoid")  # single-label (one class per image) / multi-label
@@ -297,9 +298,12 @@ class Predictor:
         num_workers: int | None = None,
         progress: bool = True,
     ) -> torch.Tensor:
-        """Probabilities ``(len(items), c)`` for many images, decoded in DataLoader workers.
+        """Probabilities ``(len(items), c)`` for many images, decoded while the model runs.
 
-        ``num_workers=None`` picks a value from the number of items and CPUs. An unreadable image
+        ``num_workers=None``: on the CPU, threads decode one batch ahead of the forward pass
+        (``inference/pipeline.py`` says how many and why); on a GPU, DataLoader worker processes
+        (pinned memory, non-blocking copies). ``num_workers=N`` forces N worker processes (0: decode
+        in this thread, one batch after the other). An unreadable image
         raises an ``ImageError`` naming it. Labels are ``[self.vocab[i] for i in probs.argmax(1)]``.
         """
         items = list(items)
@@ -307,14 +311,18 @@ class Predictor:
             raise ValueError(f"bs must be >= 1, got {bs}")
         if not items:
             return torch.empty(0, self.c)
-        workers = _default_workers(len(items), bs, self.device) if num_workers is None else num_workers
-        dl = DataLoader(
-            _ItemsDataset(items, self.item_tfms), batch_size=bs, shuffle=False, num_workers=workers,
-            collate_fn=_collate, pin_memory=self.device.type == "cuda",
-            worker_init_fn=_worker_init if workers > 0 else None,
-        )
+        ds = _ItemsDataset(items, self.item_tfms)
+        if num_workers is None and self.device.type == "cpu" and len(items) > bs:  # decode overlaps the forward
+            batches = iter_batches(ds, bs, decode_threads_for(), _collate)
+        else:
+            workers = _default_workers(len(items), bs, self.device) if num_workers is None else num_workers
+            batches = _batches(DataLoader(
+                ds, batch_size=bs, shuffle=False, num_workers=workers, collate_fn=_collate,
+                pin_memory=self.device.type == "cuda", worker_init_fn=_worker_init if workers > 0 else None,
+            ))
         out = []
-        for xb in tqdm(_batches(dl), total=len(dl), desc="predict", disable=not progress, leave=False):
+        total = -(-len(items) // bs)
+        for xb in tqdm(batches, total=total, desc="predict", disable=not progress, leave=False):
             out.append(self.forward_uint8(xb))
         return torch.cat(out)
 
