@@ -32,3 +32,18 @@ def test_gpu_benchmark_without_cuda_exits_nonzero_saying_why():
                          env=ENV, timeout=300)
     assert out.returncode != 0 and "no CUDA device" in out.stderr and "--smoke" in out.stderr
     assert out.stdout == ""
+
+
+def test_predict_benchmark_reports_each_backend_against_fastai_and_the_floor():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_predict", REPO / "benchmarks" / "predict.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rounds = {"vision_tl[onnxruntime]": [{"latency_ms": 3.0, "throughput": 700.0}, {"latency_ms": 2.5, "throughput": 650.0}],
+              "fastai": [{"latency_ms": 12.5, "throughput": 250.0}],
+              "floor": [{"latency_ms": 2.0, "throughput": 800.0, "decode_ms": 0.4}]}
+    best = {side: bench._best(rs) for side, rs in rounds.items()}
+    assert best["vision_tl[onnxruntime]"] == {"latency_ms": 2.5, "throughput": 700.0}  # best of each, per figure
+    assert bench._ratios(best) == {"vision_tl[onnxruntime] / fastai": {"latency": 0.2, "throughput": 2.8},
+                                   "vision_tl[onnxruntime] / floor": {"latency": 1.25, "throughput": 0.875}}
