@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-FULL = dict(arch="resnet50", size=224, bs=128, n_per_class=800, classes=4, min_side=375, max_side=500,
+FULL = dict(arch="resnet50", size=224, bs=128, n_per_class=1200, classes=4, min_side=375, max_side=500,
             epochs=2, raw_warmup=15, raw_steps=60, loader_steps=40, decode_images=1024, predict_images=2048,
             workers=None)  # None: the toolkit's default loader workers
 SMOKE = dict(arch="resnet10t", size=32, bs=4, n_per_class=6, classes=2, min_side=48, max_side=64,
