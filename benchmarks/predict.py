@@ -1,18 +1,26 @@
-"""Predict latency and batch throughput of a loaded vision_tl learner, next to fastai 2.8 on the same data.
+"""Predict latency and batch throughput of a loaded vision_tl learner, per backend, next to fastai 2.8
+and next to the floor, from one run.
 
-Both sides load an exported learner (vision_tl: ``.vtl``; fastai: ``export.pkl``) built on the same
+Every side loads an exported learner (vision_tl: ``.vtl``; fastai: ``export.pkl``) built on the same
 architecture (random init, no download) and the same JPEGs, resized to ``--size``, on the CPU:
 
 - latency: median wall time of ``predict(path)`` on one image (file decode included), after warm-up;
 - throughput: images per second of ``predict_batch(files)`` vs fastai's ``get_preds(dl=test_dl(files))``.
+- vision_tl runs once per backend (``load_learner(backend="torch")`` and ``"onnxruntime"``).
+- the floor: decoding alone (the toolkit's draft-mode decode + resize, one image after the other) and
+  the forward pass alone in onnxruntime at batch 1 and at batch ``--bs`` on ready uint8 tensors;
+  floor latency = decode + forward at batch 1; floor throughput = 1 / (decode + forward per image at
+  batch ``--bs``), i.e. the two sharing the same cores with nothing else.
 
 Each side runs in its own process, alternating for ``--rounds`` rounds; the best round of each side
-is reported (other processes on a shared machine only ever make a round slower).
+is reported (other processes on a shared machine only ever make a round slower). Without fastai's
+virtualenv (``.venv-fastai``) its side is skipped with a note and the other figures still come out.
 
 Usage::
 
     python benchmarks/predict.py                      # resnet18, 64 px, 256 photo-sized JPEGs
     python benchmarks/predict.py --skip-fastai --json
+    python benchmarks/predict.py --backends onnxruntime --rounds 1
 """
 
 from __future__ import annotations
@@ -70,8 +78,12 @@ data, tmp = Path(args["data"]), Path(args["tmp"])
 files = get_image_files(data)
 classes = sorted({f.parent.name for f in files})
 cfg = ModelConfig(arch=args["arch"], n_out=len(classes))
-Predictor(build_model(cfg), classes, [Resize(args["size"])], (cfg.mean, cfg.std), model_config=cfg).export(tmp / "m.vtl")
-pred = load_learner(tmp / "m.vtl", device="cpu")
+torch.manual_seed(0)  # the same file every round, so the onnxruntime graph is built once and then cached
+model = build_model(cfg)
+if not (tmp / "m.vtl").exists():
+    Predictor(model, classes, [Resize(args["size"])], (cfg.mean, cfg.std), model_config=cfg).export(tmp / "m.vtl")
+pred = load_learner(tmp / "m.vtl", device="cpu", backend=args["backend"])
+assert pred.backend == args["backend"], pred.backend
 for f in files[:5]:
     pred.predict(f)
 times = []
@@ -87,11 +99,59 @@ print(json.dumps({"latency_ms": 1000 * statistics.median(times), "throughput": m
 """
 
 
+FLOOR_SCRIPT = r"""
+import json, statistics, sys, time
+from pathlib import Path
+import numpy as np, torch
+from vision_tl import get_image_files, load_learner
+args = json.loads(sys.argv[1])
+torch.set_num_threads(args["threads"])
+data, tmp = Path(args["data"]), Path(args["tmp"])
+files = get_image_files(data)
+pred = load_learner(tmp / "m.vtl", device="cpu", backend="onnxruntime")  # the graph cached by the vision_tl side
+imgs = [pred.preprocess(f) for f in files[:5]]
+times = []
+for f in files:
+    t = time.perf_counter(); pred.preprocess(f); times.append(time.perf_counter() - t)
+x = np.ascontiguousarray(np.stack([pred.preprocess(f) for f in files[: args["bs"]]]).transpose(0, 3, 1, 2))
+sess, name = pred.session, pred.session.get_inputs()[0].name
+def fwd(batch, n):
+    sess.run(None, {name: batch})
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter(); sess.run(None, {name: batch}); ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+one, full = fwd(x[:1].copy(), args["repeats"]), fwd(x, max(3, args["batch_runs"] * 2))
+decode = statistics.median(times)
+print(json.dumps({"decode_ms": 1000 * decode, "decode_img_s": len(times) / sum(times),
+                  "forward_b1_ms": 1000 * one, "forward_bs_img_s": len(x) / full,
+                  "latency_ms": 1000 * (decode + one), "throughput": 1 / (sum(times) / len(times) + full / len(x))}))
+"""
+
+
 def _run(python: str | Path, script: str, params: dict) -> dict:
     out = subprocess.run([str(python), "-c", script, json.dumps(params)], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"benchmark process {python} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _best(rs: list[dict]) -> dict:
+    """The best round of one side: the lowest latencies, the highest rates (noise only ever slows a round)."""
+    return {k: (min if k.endswith("_ms") else max)(r[k] for r in rs) for k in rs[0]}
+
+
+def _ratios(best: dict) -> dict:
+    """Each vision_tl backend against fastai and against the floor (latency: lower is better; throughput: higher)."""
+    out = {}
+    for side, b in best.items():
+        if not side.startswith("vision_tl"):
+            continue
+        for ref in ("fastai", "floor"):
+            if ref in best:
+                out[f"{side} / {ref}"] = {"latency": round(b["latency_ms"] / best[ref]["latency_ms"], 3),
+                                          "throughput": round(b["throughput"] / best[ref]["throughput"], 3)}
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -105,45 +165,58 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=60, help="single-image predictions timed")
     p.add_argument("--batch-runs", type=int, default=2)
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
+    p.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads on every side")
+    p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"])
     p.add_argument("--skip-fastai", action="store_true")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
     from vision_tl.data.synthetic import make_synthetic_folder
 
+    notes = []
     fastai_ok = not args.skip_fastai and FASTAI_PYTHON.exists()
+    if not fastai_ok:
+        notes.append("fastai skipped: " + ("--skip-fastai" if args.skip_fastai else f"no fastai virtualenv at {FASTAI_PYTHON}"))
     with tempfile.TemporaryDirectory() as tmp:
         data = make_synthetic_folder(Path(tmp) / "data", n_per_class=-(-args.n_images // 3), seed=0,
                                      min_side=args.min_side, max_side=args.max_side)
         params = {k: getattr(args, k) for k in ("arch", "size", "bs", "repeats", "batch_runs", "threads")}
         params.update(data=str(data), tmp=tmp)
-        rounds: dict[str, list[dict]] = {"vision_tl": [], "fastai": []}
+        rounds: dict[str, list[dict]] = {f"vision_tl[{b}]": [] for b in args.backends}
+        rounds.update(floor=[], fastai=[])
         for _ in range(args.rounds):
-            rounds["vision_tl"].append(_run(sys.executable, VTL_SCRIPT, params))
+            for b in args.backends:
+                rounds[f"vision_tl[{b}]"].append(_run(sys.executable, VTL_SCRIPT, {**params, "backend": b}))
+            rounds["floor"].append(_run(sys.executable, FLOOR_SCRIPT, params))
             if fastai_ok:
                 rounds["fastai"].append(_run(FASTAI_PYTHON, FASTAI_SCRIPT, params))
-    best = {side: {"latency_ms": min(r["latency_ms"] for r in rs), "throughput": max(r["throughput"] for r in rs)}
-            for side, rs in rounds.items() if rs}
+    best = {side: _best(rs) for side, rs in rounds.items() if rs}
     result = {"setup": {**{k: v for k, v in params.items() if k not in ("data", "tmp")},
                         "n_images": 3 * -(-args.n_images // 3), "jpeg_sides": [args.min_side, args.max_side]},
-              "rounds": rounds, **best}
-    if "fastai" in best:
-        result["latency_ratio"] = best["vision_tl"]["latency_ms"] / best["fastai"]["latency_ms"]
-        result["throughput_ratio"] = best["vision_tl"]["throughput"] / best["fastai"]["throughput"]
+              "notes": notes, "rounds": rounds, "best": best, "ratios": _ratios(best)}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        s = result["setup"]
-        print(f"{args.arch} at {args.size} px on CPU ({args.threads} threads), {s['n_images']} JPEGs "
-              f"{args.min_side}-{args.max_side} px, bs {args.bs}, best of {args.rounds} rounds")
-        print(f"{'':10} {'predict latency (median)':>26} {'batch throughput':>18}")
-        for side, b in best.items():
-            print(f"{side:10} {b['latency_ms']:23.2f} ms {b['throughput']:12.1f} img/s")
-        if "fastai" in best:
-            print(f"{'ratio':10} {result['latency_ratio']:23.3f} x  {result['throughput_ratio']:12.2f} x"
-                  "   (goals: latency <= 0.25x, throughput >= 3x)")
+        _print(result, args)
     return result
+
+
+def _print(result: dict, args: argparse.Namespace) -> None:
+    s, best = result["setup"], result["best"]
+    print(f"{args.arch} at {args.size} px on CPU ({args.threads} threads), {s['n_images']} JPEGs "
+          f"{args.min_side}-{args.max_side} px, bs {args.bs}, best of {args.rounds} rounds")
+    print(f"{'':24} {'predict latency (median)':>26} {'batch throughput':>18}")
+    for side, b in best.items():
+        print(f"{side:24} {b['latency_ms']:23.2f} ms {b['throughput']:12.1f} img/s")
+    if "floor" in best:
+        f = best["floor"]
+        print(f"  floor = decode {f['decode_ms']:.2f} ms ({f['decode_img_s']:.0f} img/s) + onnxruntime forward "
+              f"{f['forward_b1_ms']:.2f} ms at batch 1, {f['forward_bs_img_s']:.0f} img/s at batch {args.bs}")
+    for pair, r in result["ratios"].items():
+        print(f"{pair:24} {r['latency']:23.3f} x  {r['throughput']:12.2f} x")
+    print("goals: latency <= 0.25x fastai and <= 1.3x floor; throughput >= 2.5x fastai and >= 0.85x floor")
+    for n in result["notes"]:
+        print(f"note: {n}")
 
 
 if __name__ == "__main__":

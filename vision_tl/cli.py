@@ -53,6 +53,12 @@ def _train_data_args(p: argparse.ArgumentParser) -> None:
                    "sigmoid outputs, a 0.5 threshold, BCE loss")
 
 
+def _backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
+                   help="what runs the model: onnxruntime (CPU; the graph is cached next to the model file), "
+                   "torch, or auto = onnxruntime on the CPU when it works, else torch (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``vision-tl`` (imports nothing heavy)."""
     parser = argparse.ArgumentParser(
@@ -89,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bs", type=int, default=64, help="batch size (default: %(default)s)")
     p.add_argument("--num-workers", type=int, default=None, help="decoding worker processes (default: automatic)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    _backend_arg(p)
     p.add_argument("--overwrite", action="store_true", help="replace --csv if it exists")
 
     p = sub.add_parser("evaluate", help="accuracy, error rate and confusion matrix on labelled images",
@@ -100,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bs", type=int, default=64, help="batch size (default: %(default)s)")
     p.add_argument("--num-workers", type=int, default=None, help="decoding worker processes (default: automatic)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    _backend_arg(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace the PNG if it exists")
 
@@ -276,7 +284,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     _check_new(args.csv, args.overwrite, "--csv")
     files = expand_images(args.images)
-    pred = load_learner(args.model, device=args.device)
+    pred = load_learner(args.model, device=args.device, backend=args.backend)
     if args.top_k > pred.c:
         raise CLIError(f"--top-k must be at most {pred.c} (the number of classes), got {args.top_k}")
     probs = pred.predict_batch(files, bs=args.bs, num_workers=args.num_workers, progress=sys.stderr.isatty())
@@ -323,7 +331,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .metrics import accuracy
 
     _check_new(args.confusion_matrix, args.overwrite, "--confusion-matrix")
-    pred = load_learner(args.model, device=args.device)
+    pred = load_learner(args.model, device=args.device, backend=args.backend)
     if pred.multi_label:
         from .cli_multi import evaluate_multi
 

@@ -24,7 +24,8 @@ import torch
 
 from ..data.batch_tfms import _BATCH_TFMS, batch_tfm_from_dict
 from ..files import sibling_temp
-from .predict import Predictor, _as_normalize
+from .backends import check_backend, with_backend
+from .predict import ACTIVATIONS, Predictor, _as_normalize
 
 FORMAT_NAME = "vision_tl.learner"
 FORMAT_VERSION = 2  # bump when the manifest changes incompatibly (2: multi-label models)
@@ -275,6 +276,10 @@ def _check_manifest(path: Path, m: Any) -> None:
     norm = m.get("normalize")
     if norm is not None and not (isinstance(norm, dict) and {"mean", "std"} <= set(norm)):
         raise ExportFormatError(path, f"manifest normalize must be null or {{mean, std}}, got {norm!r}")
+    act = m.get("activation", "sigmoid" if multi else "softmax")
+    if act not in ACTIVATIONS or (act == "sigmoid") != multi:
+        raise ExportFormatError(path, f"manifest activation must be 'sigmoid' for a multi-label model and "
+                                f"'softmax' otherwise, got {act!r} with multi_label={multi!r}")
 
 
 def _check_weights(path: Path, model: torch.nn.Module, sd: Mapping[str, torch.Tensor], m: dict) -> None:
@@ -299,12 +304,16 @@ def _check_weights(path: Path, model: torch.nn.Module, sd: Mapping[str, torch.Te
     )
 
 
-def load_learner(fname: str | Path, device: str | torch.device | None = None, cpu: bool | None = None) -> Predictor:
+def load_learner(fname: str | Path, device: str | torch.device | None = None, cpu: bool | None = None,
+                 backend: str = "auto", num_threads: int | None = None) -> Predictor:
     """Load a ``.vtl`` export as a ``Predictor`` (``.predict``, ``.predict_batch``, ``.top_k``).
 
     The model is rebuilt from the manifest with ``pretrained=False`` (no download, no training
     data) and the weights are loaded strictly. ``device=None`` picks CUDA when available;
-    ``cpu=True`` (fastai's spelling) means ``device="cpu"``.
+    ``cpu=True`` (fastai's spelling) means ``device="cpu"``. ``backend`` runs the forward pass in
+    ``"torch"`` or ``"onnxruntime"`` (CPU only; the graph is built once and cached next to the file);
+    ``"auto"`` picks onnxruntime on the CPU when it is installed and the model exports cleanly, torch
+    otherwise. ``num_threads`` (default ``torch.get_num_threads()``): see ``inference/backends.py``.
 
     Raises:
         FileNotFoundError: ``fname`` does not exist.
@@ -317,6 +326,7 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
     from ..data.item_tfms import item_tfm_from_dict
     from ..models.build import ModelConfig, build_model
 
+    check_backend(backend, num_threads)
     path = Path(fname)
     m = read_manifest(path)
     try:
@@ -351,5 +361,6 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
     if device is None:
         device = "cpu" if cpu or not torch.cuda.is_available() else "cuda"
     multi = m.get("multi_label", False)
-    return Predictor(model, m["vocab"], item_tfms, normalize, device=device, model_config=cfg, batch_tfms=batch_tfms,
+    pred = Predictor(model, m["vocab"], item_tfms, normalize, device=device, model_config=cfg, batch_tfms=batch_tfms,
                      channels_last=True, multi_label=multi, thresh=m["threshold"] if multi else 0.5)
+    return with_backend(pred, path, backend, num_threads)

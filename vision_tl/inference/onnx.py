@@ -22,7 +22,7 @@ from torch import nn
 
 from ..data.batch_tfms import Normalize, apply_batch_tfms
 from ..files import sibling_temp
-from .predict import Predictor
+from .predict import Predictor, apply_activation
 
 _DTYPES = ("uint8", "float32")
 
@@ -37,11 +37,10 @@ class PreprocessedClassifier(nn.Module):
         # a fresh Normalize: the one the predictor uses caches its constants, which tracing must not touch
         norm = [Normalize(*predictor.normalize)] if predictor.normalize is not None else []
         self.tfms = [*predictor.batch_tfms, *norm]
-        self.multi_label = predictor.multi_label
+        self.activation = predictor.activation
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        out = self.model(apply_batch_tfms(image, self.tfms, train=False))
-        return torch.sigmoid(out) if self.multi_label else torch.softmax(out, dim=1)
+        return apply_activation(self.model(apply_batch_tfms(image, self.tfms, train=False)), self.activation)
 
 
 def _input_size(predictor: Predictor) -> tuple[int, int]:
@@ -53,11 +52,13 @@ def _input_size(predictor: Predictor) -> tuple[int, int]:
     return tuple(size)
 
 
-def export_onnx(learn_or_predictor: Any, fname: str | Path, input_dtype: str = "uint8", opset: int | None = None) -> Path:
+def export_onnx(learn_or_predictor: Any, fname: str | Path, input_dtype: str = "uint8", opset: int | None = None,
+                metadata: dict[str, str] | None = None) -> Path:
     """Write ``learn_or_predictor`` (a ``Learner`` or ``Predictor``) to one ``.onnx`` file.
 
     The batch dimension is dynamic; height and width are the model's input size. The file is
     written under a temporary name and moved into place, so a failure leaves no partial file.
+    ``metadata`` adds string entries to the model's ``metadata_props`` (e.g. a cache key).
     """
     try:
         import onnx  # noqa: F401 - needed by torch's exporter and for the metadata below
@@ -81,7 +82,7 @@ def export_onnx(learn_or_predictor: Any, fname: str | Path, input_dtype: str = "
             wrapped, (example,), input_names=["image"], output_names=["probs"], opset_version=opset, verbose=False,
             dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), external_data=False, dynamo=True,
         )
-        program.model.metadata_props.update(_metadata(pred, (h, w), input_dtype))
+        program.model.metadata_props.update({**_metadata(pred, (h, w), input_dtype), **(metadata or {})})
         program.save(tmp, external_data=False)
         os.replace(tmp, path)
     finally:
@@ -103,6 +104,7 @@ def _metadata(pred: Predictor, size: tuple[int, int], input_dtype: str) -> dict[
                    if pred.multi_label else "probs: softmax probabilities, one column per vocab entry"),
         "multi_label": json.dumps(pred.multi_label),
         "threshold": json.dumps(pred.thresh if pred.multi_label else None),
+        "activation": pred.activation,
         "item_tfms": json.dumps([t.to_dict() for t in pred.item_tfms]),
         "vision_tl_version": __version__,
     }

@@ -26,8 +26,15 @@ from ..data.datasets import ImageDataset
 from ..data.images import load_rgb
 from ..data.item_tfms import apply_item_tfms, draft_size_for, limit_worker_threads
 from ..data.tfmd_dl import TfmdDL
+from .pipeline import decode_threads_for, iter_batches
 
 Item = Any  # str | Path | bytes | PIL.Image.Image | np.ndarray | torch.Tensor
+ACTIVATIONS = ("softmax", "sigmoid")  # single-label (one class per image) / multi-label
+
+
+def apply_activation(out: torch.Tensor, activation: str) -> torch.Tensor:
+    """The model's final activation on its ``(N, C)`` outputs: ``softmax`` over classes or per-class ``sigmoid``."""
+    return torch.sigmoid(out) if activation == "sigmoid" else torch.softmax(out, dim=1)
 
 
 def _as_normalize(normalize: Any) -> Normalize | None:
@@ -177,6 +184,8 @@ class Predictor:
         thresh: the multi-label decision threshold (saved in the export).
     """
 
+    backend = "torch"  # what runs the forward pass (``inference/backends.py`` adds "onnxruntime")
+
     def __init__(
         self,
         model: nn.Module,
@@ -266,11 +275,12 @@ class Predictor:
         autocast = torch.autocast("cuda", dtype=torch.float16) if cuda and self.amp else nullcontext()
         with eval_mode(self.model), torch.inference_mode(), autocast:
             out = self.model(xb)
-        return self.activation(out.float()).cpu()
+        return apply_activation(out.float(), self.activation).cpu()
 
-    def activation(self, out: torch.Tensor) -> torch.Tensor:
-        """Outputs to probabilities: a sigmoid per class (multi-label) or a softmax over the classes."""
-        return torch.sigmoid(out) if self.multi_label else torch.softmax(out, dim=-1)
+    @property
+    def activation(self) -> str:
+        """The final activation every backend applies: ``"sigmoid"`` per class (multi-label) or ``"softmax"``."""
+        return "sigmoid" if self.multi_label else "softmax"
 
     def predict(self, item: Item) -> tuple[Any, Any, torch.Tensor]:
         """One image, like fastai's ``learn.predict``: ``(label, index, probs)``, or for a multi-label
@@ -301,9 +311,12 @@ class Predictor:
         num_workers: int | None = None,
         progress: bool = True,
     ) -> torch.Tensor:
-        """Probabilities ``(len(items), c)`` for many images, decoded in DataLoader workers.
+        """Probabilities ``(len(items), c)`` for many images, decoded while the model runs.
 
-        ``num_workers=None`` picks a value from the number of items and CPUs. An unreadable image
+        ``num_workers=None``: on the CPU, threads decode one batch ahead of the forward pass
+        (``inference/pipeline.py`` says how many and why); on a GPU, DataLoader worker processes
+        (pinned memory, non-blocking copies). ``num_workers=N`` forces N worker processes (0: decode
+        in this thread, one batch after the other). An unreadable image
         raises an ``ImageError`` naming it. Labels are ``[self.vocab[i] for i in probs.argmax(1)]``.
         """
         items = list(items)
@@ -311,14 +324,18 @@ class Predictor:
             raise ValueError(f"bs must be >= 1, got {bs}")
         if not items:
             return torch.empty(0, self.c)
-        workers = _default_workers(len(items), bs, self.device) if num_workers is None else num_workers
-        dl = DataLoader(
-            _ItemsDataset(items, self.item_tfms), batch_size=bs, shuffle=False, num_workers=workers,
-            collate_fn=_collate, pin_memory=self.device.type == "cuda",
-            worker_init_fn=_worker_init if workers > 0 else None,
-        )
+        ds = _ItemsDataset(items, self.item_tfms)
+        if num_workers is None and self.device.type == "cpu" and len(items) > bs:  # decode overlaps the forward
+            batches = iter_batches(ds, bs, decode_threads_for(), _collate)
+        else:
+            workers = _default_workers(len(items), bs, self.device) if num_workers is None else num_workers
+            batches = _batches(DataLoader(
+                ds, batch_size=bs, shuffle=False, num_workers=workers, collate_fn=_collate,
+                pin_memory=self.device.type == "cuda", worker_init_fn=_worker_init if workers > 0 else None,
+            ))
         out = []
-        for xb in tqdm(_batches(dl), total=len(dl), desc="predict", disable=not progress, leave=False):
+        total = -(-len(items) // bs)
+        for xb in tqdm(batches, total=total, desc="predict", disable=not progress, leave=False):
             out.append(self.forward_uint8(xb))
         return torch.cat(out)
 

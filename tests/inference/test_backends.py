@@ -1,0 +1,184 @@
+"""The onnxruntime backend of ``load_learner``: parity with torch, the graph cache, threads, auto, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from vision_tl.data.item_tfms import Resize
+from vision_tl.inference import backends
+from vision_tl.inference.export import load_learner
+from vision_tl.inference.predict import Predictor
+from vision_tl.models.build import ModelConfig, build_model
+
+from .conftest import VOCAB
+
+pytestmark = [
+    pytest.mark.slow,  # every new graph is an ONNX export (seconds)
+    pytest.mark.skipif(not backends.onnxruntime_available(), reason="needs onnxruntime, onnx and onnxscript"),
+]
+
+
+def _predictor(activation: str = "softmax", seed: int = 0) -> Predictor:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(arch="resnet10t", n_out=len(VOCAB), input_size=(32, 32))
+    model = build_model(cfg, pretrained=False).eval()
+    return Predictor(model, VOCAB, [Resize(32)], (cfg.mean, cfg.std), device="cpu", model_config=cfg,
+                     multi_label=activation == "sigmoid")
+
+
+def _caches(folder):
+    return sorted(p.name for p in folder.iterdir() if p.suffix == ".onnx")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A ``.vtl`` file whose onnxruntime graph is already cached next to it (one export for the module)."""
+    folder = tmp_path_factory.mktemp("ort")
+    path = _predictor().export(folder / "model.vtl")
+    load_learner(path, device="cpu", backend="onnxruntime")
+    return path
+
+
+def _copy(built, dest):
+    """The built model and its cache, copied into ``dest`` (same bytes, so the cache stays valid)."""
+    for f in built.parent.iterdir():
+        shutil.copy2(f, dest / f.name)
+    return dest / built.name
+
+
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+def test_onnxruntime_gives_the_labels_and_probabilities_of_torch(activation, tmp_path, image_files):
+    path = _predictor(activation).export(tmp_path / "model.vtl")
+    ref = load_learner(path, device="cpu", backend="torch")
+    ort = load_learner(path, device="cpu", backend="onnxruntime")
+    assert (ref.backend, ort.backend, ort.activation) == ("torch", "onnxruntime", activation)
+    expected, got = ref.predict_batch(image_files, bs=8, progress=False), ort.predict_batch(image_files, bs=8, progress=False)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+    assert ref.decode(expected) == ort.decode(got)
+    sums = got.sum(1)
+    assert torch.allclose(sums, torch.ones_like(sums), atol=1e-4) == (activation == "softmax")
+    label, idx, probs = ort.predict(image_files[0])
+    assert (label, idx) == ref.predict(image_files[0])[:2]
+    torch.testing.assert_close(probs, expected[0], atol=1e-4, rtol=0)
+
+
+def test_the_graph_is_cached_next_to_the_file_and_reused(built, monkeypatch, image_files):
+    sha = backends.file_sha256(built)
+    assert _caches(built.parent) == [f".model.vtl.{sha[:16]}.onnx"]
+
+    def no_build(*a, **k):
+        raise AssertionError("the cached graph should have been used")
+
+    monkeypatch.setattr(backends, "build_graph", no_build)
+    pred = load_learner(built, device="cpu", backend="onnxruntime")
+    assert pred.backend == "onnxruntime"
+    torch.testing.assert_close(pred.predict(image_files[0])[2],
+                               load_learner(built, device="cpu", backend="torch").predict(image_files[0])[2],
+                               atol=1e-4, rtol=0)
+
+
+def test_a_cache_whose_hash_differs_is_rebuilt_and_stale_caches_dropped(built, tmp_path, image_files):
+    path = _copy(built, tmp_path)
+    old_cache = tmp_path / _caches(tmp_path)[0]
+    with pytest.warns(UserWarning, match="replacing"):
+        _predictor(seed=1).export(path)  # another model under the same name
+    new_cache = backends.cache_path(path, backends.file_sha256(path))
+    shutil.copy2(old_cache, new_cache)  # the right name with the old model's graph inside: must not be trusted
+    pred = load_learner(path, device="cpu", backend="onnxruntime")
+    expected = load_learner(path, device="cpu", backend="torch").predict_batch(image_files[:6], progress=False)
+    torch.testing.assert_close(pred.predict_batch(image_files[:6], progress=False), expected, atol=1e-4, rtol=0)
+    assert _caches(tmp_path) == [new_cache.name]  # rebuilt in place, the old model's cache removed
+
+
+def test_an_unwritable_folder_builds_in_memory_and_goes_on(built, tmp_path, monkeypatch, image_files):
+    path = tmp_path / "model.vtl"
+    shutil.copy2(built, path)  # the model only, no cache
+    # root ignores file modes, so make the cache write itself fail as a read-only folder would
+    monkeypatch.setattr(backends, "sibling_temp", lambda dest, suffix="": tmp_path / "no-such-dir" / "x")
+    pred = load_learner(path, device="cpu", backend="onnxruntime")
+    assert pred.backend == "onnxruntime" and sorted(p.name for p in tmp_path.iterdir()) == ["model.vtl"]
+    expected = load_learner(path, device="cpu", backend="torch").predict(image_files[0])[2]
+    torch.testing.assert_close(pred.predict(image_files[0])[2], expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a non-root POSIX user (root writes anyway)")
+def test_a_read_only_folder_is_left_untouched(built, tmp_path):
+    path = tmp_path / "model.vtl"
+    shutil.copy2(built, path)
+    tmp_path.chmod(0o555)
+    try:
+        assert load_learner(path, device="cpu", backend="onnxruntime").backend == "onnxruntime"
+        assert [p.name for p in tmp_path.iterdir()] == ["model.vtl"]
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_threads_follow_torch_or_num_threads(built):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert load_learner(built, device="cpu", backend="onnxruntime").num_threads == 1
+        assert load_learner(built, device="cpu", backend="onnxruntime", num_threads=3).num_threads == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_auto_picks_onnxruntime_on_the_cpu(built):
+    assert load_learner(built, device="cpu").backend == "onnxruntime"
+
+
+def test_auto_falls_back_to_torch_when_the_model_does_not_export(built, tmp_path, monkeypatch):
+    path = tmp_path / "model.vtl"
+    shutil.copy2(built, path)
+
+    def fails(*a, **k):
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr(backends, "build_graph", fails)
+    with pytest.warns(UserWarning, match="does not run in onnxruntime.*unsupported operator"):
+        assert load_learner(path, device="cpu").backend == "torch"
+    with pytest.raises(RuntimeError, match="unsupported operator"):
+        load_learner(path, device="cpu", backend="onnxruntime")
+
+
+def test_auto_uses_torch_without_onnxruntime_and_asking_for_it_says_what_to_install(built, monkeypatch):
+    monkeypatch.setattr(backends, "onnxruntime_available", lambda: False)
+    assert load_learner(built, device="cpu").backend == "torch"
+    with pytest.raises(ImportError, match=r"vision_tl\[onnx\]"):
+        load_learner(built, device="cpu", backend="onnxruntime")
+
+
+def test_auto_uses_torch_off_the_cpu_and_onnxruntime_refuses_it(built):
+    pred = load_learner(built, device="cpu", backend="torch")
+    pred.device = torch.device("cuda")  # as if loaded on a GPU (none here): only the device is read
+    assert backends.with_backend(pred, built, "auto") is pred
+    with pytest.raises(ValueError, match="runs on the CPU, got device 'cuda'"):
+        backends.with_backend(pred, built, "onnxruntime")
+
+
+@pytest.mark.parametrize("kwargs, match", [({"backend": "tensorrt"}, "backend must be one of .* got 'tensorrt'"),
+                                           ({"num_threads": 0}, "num_threads must be a positive int .* got 0")])
+def test_bad_backend_arguments_are_refused_naming_the_value(built, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        load_learner(built, device="cpu", **kwargs)
+
+
+def test_cli_predict_and_evaluate_take_backend(built, class_folder, capsys):
+    from vision_tl.cli import main
+
+    out = {}
+    for backend in ("torch", "onnxruntime"):
+        assert main(["predict", str(built), str(class_folder), "--json", "--device", "cpu", "--backend", backend]) == 0
+        out[backend] = json.loads(capsys.readouterr().out)
+    assert [r["label"] for r in out["torch"]] == [r["label"] for r in out["onnxruntime"]]
+    assert max(abs(a["prob"] - b["prob"]) for a, b in zip(out["torch"], out["onnxruntime"])) < 1e-4
+    assert main(["evaluate", str(built), str(class_folder), "--json", "--device", "cpu", "--backend", "onnxruntime"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_images"] == len(out["torch"])
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(built), str(class_folder), "--backend", "tensorrt"])
+    assert e.value.code == 2
