@@ -11,6 +11,9 @@ import pytest
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
 os.environ.setdefault("MPLBACKEND", "Agg")
+# load_learner's default "auto" builds an ONNX graph (seconds) for each new file: tests that are not about
+# the backend use torch; tests/inference/test_backends.py asks for each backend by name
+os.environ.setdefault("VISION_TL_BACKEND", "torch")
 
 from vision_tl.data.synthetic import make_synthetic_folder, make_synthetic_pets  # noqa: E402
 

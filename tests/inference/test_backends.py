@@ -63,7 +63,8 @@ def test_onnxruntime_gives_the_labels_and_probabilities_of_torch(activation, tmp
     sums = got.sum(1)
     assert torch.allclose(sums, torch.ones_like(sums), atol=1e-4) == (activation == "softmax")
     label, idx, probs = ort.predict(image_files[0])
-    assert (label, idx) == ref.predict(image_files[0])[:2]
+    ref_label, ref_idx, _ = ref.predict(image_files[0])
+    assert label == ref_label and torch.equal(torch.as_tensor(idx), torch.as_tensor(ref_idx))
     torch.testing.assert_close(probs, expected[0], atol=1e-4, rtol=0)
 
 
@@ -128,8 +129,12 @@ def test_threads_follow_torch_or_num_threads(built):
         torch.set_num_threads(before)
 
 
-def test_auto_picks_onnxruntime_on_the_cpu(built):
-    assert load_learner(built, device="cpu").backend == "onnxruntime"
+def test_auto_picks_onnxruntime_on_the_cpu(built, monkeypatch):
+    assert load_learner(built, device="cpu", backend="auto").backend == "onnxruntime"
+    monkeypatch.delenv("VISION_TL_BACKEND", raising=False)
+    assert load_learner(built, device="cpu").backend == "onnxruntime"  # auto is the default
+    monkeypatch.setenv("VISION_TL_BACKEND", "torch")
+    assert load_learner(built, device="cpu").backend == "torch"
 
 
 def test_auto_falls_back_to_torch_when_the_model_does_not_export(built, tmp_path, monkeypatch):
@@ -141,14 +146,14 @@ def test_auto_falls_back_to_torch_when_the_model_does_not_export(built, tmp_path
 
     monkeypatch.setattr(backends, "build_graph", fails)
     with pytest.warns(UserWarning, match="does not run in onnxruntime.*unsupported operator"):
-        assert load_learner(path, device="cpu").backend == "torch"
+        assert load_learner(path, device="cpu", backend="auto").backend == "torch"
     with pytest.raises(RuntimeError, match="unsupported operator"):
         load_learner(path, device="cpu", backend="onnxruntime")
 
 
 def test_auto_uses_torch_without_onnxruntime_and_asking_for_it_says_what_to_install(built, monkeypatch):
     monkeypatch.setattr(backends, "onnxruntime_available", lambda: False)
-    assert load_learner(built, device="cpu").backend == "torch"
+    assert load_learner(built, device="cpu", backend="auto").backend == "torch"
     with pytest.raises(ImportError, match=r"vision_tl\[onnx\]"):
         load_learner(built, device="cpu", backend="onnxruntime")
 

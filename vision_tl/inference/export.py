@@ -305,7 +305,7 @@ def _check_weights(path: Path, model: torch.nn.Module, sd: Mapping[str, torch.Te
 
 
 def load_learner(fname: str | Path, device: str | torch.device | None = None, cpu: bool | None = None,
-                 backend: str = "auto", num_threads: int | None = None) -> Predictor:
+                 backend: str | None = None, num_threads: int | None = None) -> Predictor:
     """Load a ``.vtl`` export as a ``Predictor`` (``.predict``, ``.predict_batch``, ``.top_k``).
 
     The model is rebuilt from the manifest with ``pretrained=False`` (no download, no training
@@ -313,7 +313,8 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
     ``cpu=True`` (fastai's spelling) means ``device="cpu"``. ``backend`` runs the forward pass in
     ``"torch"`` or ``"onnxruntime"`` (CPU only; the graph is built once and cached next to the file);
     ``"auto"`` picks onnxruntime on the CPU when it is installed and the model exports cleanly, torch
-    otherwise. ``num_threads`` (default ``torch.get_num_threads()``): see ``inference/backends.py``.
+    otherwise. ``backend=None`` means ``$VISION_TL_BACKEND``, else ``"auto"``. ``num_threads`` (default
+    ``torch.get_num_threads()``): see ``inference/backends.py``.
 
     Raises:
         FileNotFoundError: ``fname`` does not exist.
@@ -326,6 +327,7 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
     from ..data.item_tfms import item_tfm_from_dict
     from ..models.build import ModelConfig, build_model
 
+    backend = backend or os.environ.get("VISION_TL_BACKEND") or "auto"
     check_backend(backend, num_threads)
     path = Path(fname)
     m = read_manifest(path)
