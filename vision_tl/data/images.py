@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ImageSource = str | Path | bytes | Image.Image
 
 _MATTE = (255, 255, 255)  # transparency is shown on white
+# the last line of a worker's traceback as torch passes it on (a file name with ": " is cut at the first)
+_WORKER_MESSAGE = re.compile(r"^\S*ImageError: cannot use image (.+?): (.*)$", re.MULTILINE)
 
 
 class ImageError(ValueError):
@@ -38,7 +41,11 @@ class ImageError(ValueError):
     def __init__(self, path: str | Path | None, reason: str | None = None):
         if reason is None:  # one argument: a whole message (how torch re-raises a DataLoader worker's error)
             self.path, self.reason = None, str(path)
-            super().__init__(self.reason)
+            found = _WORKER_MESSAGE.findall(self.reason)
+            if found:  # "Caught ImageError in DataLoader worker ...": put the file first, as raised
+                self.path, self.reason = Path(found[-1][0]), found[-1][1]
+                path = f"cannot use image {self.path}: {self.reason}\n{path}"
+            super().__init__(str(path))
             return
         self.path = Path(path) if path is not None else None
         self.reason = reason
