@@ -211,7 +211,7 @@ def test_get_image_files_skips_pipes_and_devices_with_a_warning_naming_them(tmp_
 
 
 @pytest.mark.skipif(not LINUX, reason="named pipes")
-def test_dataloaders_and_predict_never_block_on_a_named_pipe(class_folder, tmp_path):
+def test_dataloaders_and_predict_never_block_on_a_named_pipe(class_folder, exported, tmp_path):
     import shutil
 
     from vision_tl.data.factories import ImageDataLoaders
@@ -226,6 +226,11 @@ def test_dataloaders_and_predict_never_block_on_a_named_pipe(class_folder, tmp_p
     assert fifo not in dls.train.dataset.items + dls.valid.dataset.items
     for xb, _ in dls.valid:
         assert xb.shape[1:] == (3, 16, 16)
+    _, pred = exported
+    with pytest.raises(ImageError, match="pipe.jpg.*named pipe"):
+        pred.predict(fifo)
+    with pytest.warns(UserWarning, match="pipe.jpg"):  # predicting a folder: the pipe is skipped
+        assert len(pred.predict_batch(get_image_files(fifo.parent), num_workers=0)) == 12
 
 
 # ------------------------------------------------------------------ errors from DataLoader workers
@@ -247,6 +252,24 @@ def test_bad_validation_image_with_workers_arrives_with_its_file_and_type(class_
     assert info.value.path == bad
     one_line_naming(info.value, bad)
     assert type(info.value) is ImageError
+
+
+@pytest.mark.slow
+def test_cli_train_names_a_bad_validation_image_read_by_a_worker(train_valid_folder, tmp_path, capsys):
+    import shutil
+
+    from vision_tl.cli import main
+
+    root = tmp_path / "data"
+    shutil.copytree(train_valid_folder, root)
+    bad = sorted((root / "valid").rglob("*.jpg"))[2]
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "m.vtl"
+    rc = main(["train", str(root), "--arch", "resnet10t", "--size", "32", "--bs", "8", "--epochs", "1",
+               "--freeze-epochs", "0", "--no-pretrained", "--num-workers", "2", "--device", "cpu", "--out", str(out)])
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars: the one-line error
+    assert rc == 1 and f"vision-tl train: error: cannot use image {bad}: " in last, last
+    assert not out.exists()
 
 
 def test_image_error_rebuilt_from_a_worker_message_keeps_the_file():
@@ -415,6 +438,15 @@ def test_damaged_or_hostile_export_is_one_line_error_naming_it(case, exported, t
     assert "\n" not in str(info.value)
     assert not (tmp_path / "PWNED").exists()
     assert folder_hash(tmp_path) == before
+
+
+@pytest.mark.skipif(not LINUX, reason="named pipes")
+def test_export_path_that_is_a_named_pipe_is_refused_without_blocking(tmp_path):
+    from vision_tl.inference.export import ExportFormatError, load_learner
+
+    os.mkfifo(tmp_path / "model.vtl")
+    with pytest.raises(ExportFormatError, match="model.vtl.*named pipe"):
+        load_learner(tmp_path / "model.vtl")
 
 
 # ------------------------------------------------------------------------------- hostile archives
