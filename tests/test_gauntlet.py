@@ -653,3 +653,41 @@ def test_export_killed_midway_keeps_the_old_file_and_the_next_export_clears_its_
         warnings.simplefilter("ignore")  # "replacing the existing file"
         pred.export(path)
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+_KILL_DURING_CHECKPOINT = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+from tinydata import TinyDLs
+from torch import nn
+from vision_tl.train.callbacks import CheckpointCallback
+from vision_tl.train.learner import Learner
+
+real, saves = os.replace, []
+def replace(src, dst):  # the second checkpoint is written in full, then SIGKILL before its rename
+    saves.append(dst)
+    if len(saves) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dst)
+
+os.replace = replace
+model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                      nn.Linear(4, 3))
+Learner(TinyDLs(n=16, size=8, bs=4), model, path=sys.argv[1], device="cpu").fit(3, cbs=[CheckpointCallback("ck")])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL")
+def test_training_killed_during_a_checkpoint_save_resumes_and_the_next_save_clears_the_debris(learn, tmp_path):
+    from vision_tl.train.callbacks import CheckpointCallback
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", _KILL_DURING_CHECKPOINT, str(tmp_path), str(Path(__file__).parent / "train")],
+                          capture_output=True, env=env, timeout=100)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    models = tmp_path / "models"
+    assert len([p for p in models.iterdir() if p.name.startswith(".ck.pth.")]) == 1  # the killed save's debris
+    learn.fit(3, cbs=[CheckpointCallback("ck")], resume="ck")  # the epoch-1 checkpoint is intact
+    assert learn.epoch == 2
+    assert sorted(p.name for p in models.iterdir()) == ["ck.pth"]
