@@ -68,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     "GradientAccumulation": ".train.callbacks",
     "GradientClip": ".train.callbacks",
     "CheckpointCallback": ".train.callbacks",
+    "CheckpointError": ".train.checkpoint",
     "accuracy": ".metrics",
     "error_rate": ".metrics",
     "top_k_accuracy": ".metrics",

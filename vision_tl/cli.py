@@ -2,6 +2,9 @@
 
 Exit codes: 0 ok, 2 usage error (argparse), 1 runtime failure with a one-line cause on stderr
 (a bad path, an unreadable image, a corrupt model file); ``--debug`` shows the traceback instead.
+Output files (``--csv``, plots) are written whole or not at all (temporary sibling + rename). A file
+name that is not valid UTF-8 is written to the CSV as its own bytes (so the CSV names the exact file)
+and shown on the terminal with ``\\xNN`` escapes.
 Nothing heavy is imported until a subcommand runs, so ``vision-tl --help`` answers at once.
 """
 
@@ -13,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from .files import replacing
 
 PROG = "vision-tl"
 _GLOB_CHARS = set("*?[")
@@ -302,7 +307,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            print("\t".join([r["file"], *(f"{t['label']}\t{t['prob']:.4f}" for t in r["top_k"])]))
+            print("\t".join([_printable(r["file"]), *(f"{t['label']}\t{t['prob']:.4f}" for t in r["top_k"])]))
     if args.csv is not None:
         _write_predictions_csv(args.csv, rows)
     return 0
@@ -313,12 +318,23 @@ def _write_predictions_csv(path: Path, rows: list[dict]) -> None:
 
     k = len(rows[0]["top_k"]) if rows else 1
     header = ["file", "label", "prob"] + [f"{c}_{n}" for n in range(2, k + 1) for c in ("label", "prob")]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    # written whole or not at all; a file name that is not valid UTF-8 is written as its own bytes
+    with replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         w = csv.writer(f)
         w.writerow(header)
         for r in rows:
             w.writerow([r["file"], *(x for t in r["top_k"] for x in (t["label"], t["prob"]))])
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    """Save a matplotlib figure atomically (format from the suffix, PNG when there is none)."""
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format=path.suffix[1:].lower() or "png", dpi=100, bbox_inches="tight")
+
+
+def _printable(name: str) -> str:
+    """A file name for the terminal: bytes that are not valid UTF-8 shown as ``\\xNN``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -347,8 +363,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = {"n_images": len(files), "accuracy": acc, "error_rate": 1 - acc,
               "confusion_matrix": interp.confusion_matrix().tolist(), "vocab": pred.vocab}
     if args.confusion_matrix is not None:
-        args.confusion_matrix.parent.mkdir(parents=True, exist_ok=True)
-        interp.plot_confusion_matrix().savefig(args.confusion_matrix, dpi=100, bbox_inches="tight")
+        _save_figure(interp.plot_confusion_matrix(), args.confusion_matrix)
         result["confusion_matrix_png"] = str(args.confusion_matrix)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -365,8 +380,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     learn = _learner(args)
     lrs = learn.lr_find(num_it=args.num_it, show_plot=False)._asdict()
     print("suggested learning rates: " + "  ".join(f"{name} {float(v):.2e}" for name, v in lrs.items()))
-    args.plot.parent.mkdir(parents=True, exist_ok=True)
-    learn.recorder.plot_lr_find(lrs).figure.savefig(args.plot, dpi=100, bbox_inches="tight")
+    _save_figure(learn.recorder.plot_lr_find(lrs).figure, args.plot)
     print(f"plot: {args.plot}")
     return 0
 

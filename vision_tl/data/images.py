@@ -17,9 +17,13 @@ Conversions (documented because they change pixels):
 from __future__ import annotations
 
 import io
+import os
+import re
+import stat
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,6 +31,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ImageSource = str | Path | bytes | Image.Image
 
 _MATTE = (255, 255, 255)  # transparency is shown on white
+# the last line of a worker's traceback as torch passes it on (a file name with ": " is cut at the first)
+_WORKER_MESSAGE = re.compile(r"^\S*ImageError: cannot use image (.+?): (.*)$", re.MULTILINE)
 
 
 class ImageError(ValueError):
@@ -35,7 +41,11 @@ class ImageError(ValueError):
     def __init__(self, path: str | Path | None, reason: str | None = None):
         if reason is None:  # one argument: a whole message (how torch re-raises a DataLoader worker's error)
             self.path, self.reason = None, str(path)
-            super().__init__(self.reason)
+            found = _WORKER_MESSAGE.findall(self.reason)
+            if found:  # "Caught ImageError in DataLoader worker ...": put the file first, as raised
+                self.path, self.reason = Path(found[-1][0]), found[-1][1]
+                path = f"cannot use image {self.path}: {self.reason}\n{path}"
+            super().__init__(str(path))
             return
         self.path = Path(path) if path is not None else None
         self.reason = reason
@@ -88,6 +98,41 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _kind(mode: int) -> str:
+    kinds = {stat.S_IFIFO: "a named pipe", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+             stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+    return kinds.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open ``path`` for reading if it is a regular file, without ever blocking.
+
+    A plain ``open`` of a named pipe (a FIFO called ``x.jpg``) waits for a writer forever; opening it
+    non-blocking returns at once, and ``fstat`` on the open file then tells what it is (no race between
+    checking and opening). ``O_NONBLOCK`` changes nothing for regular files.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise ImageError(path, "no such file") from None
+    except (IsADirectoryError, PermissionError) as e:
+        reason = "not a regular file (a folder)" if path.is_dir() else f"cannot open: {e.strerror or e}"
+        raise ImageError(path, reason) from None
+    except OSError as e:
+        raise ImageError(path, f"cannot open: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(path, f"not a regular file ({_kind(st.st_mode)}): nothing was read from it")
+        if st.st_size == 0:
+            raise ImageError(path, "empty file (0 bytes)")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def open_image(
     src: ImageSource,
     draft_size: tuple[int, int] | None = None,
@@ -102,38 +147,40 @@ def open_image(
         max_pixels: refuse larger images (default ``PIL.Image.MAX_IMAGE_PIXELS``).
 
     Raises:
-        ImageError: missing, empty, truncated, corrupt or non-image file, or too many pixels.
+        ImageError: missing, empty, truncated, corrupt or non-image file, not a regular file (a named
+            pipe, a device, a folder: never opened for reading, so never blocks), or too many pixels.
     """
-    path: Path | None = None
+    if isinstance(src, Image.Image):
+        return _decode(src, None, draft_size, max_pixels)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        if len(src) == 0:
+            raise ImageError(None, "no data (0 bytes)")
+        return _decode(io.BytesIO(bytes(src)), None, draft_size, max_pixels)
+    if isinstance(src, (str, Path)):
+        path = Path(src)
+        with _open_regular(path) as f:
+            return _decode(f, path, draft_size, max_pixels)
+    raise TypeError(f"open_image expects a path, bytes or a PIL image, got {type(src).__name__}")
+
+
+def _decode(src: BinaryIO | Image.Image, path: Path | None, draft_size: tuple[int, int] | None,
+            max_pixels: int | None) -> Image.Image:
+    """``open_image`` once the source is an open file, a byte buffer or a PIL image."""
     if isinstance(src, Image.Image):
         img = src
     else:
-        if isinstance(src, (bytes, bytearray, memoryview)):
-            if len(src) == 0:
-                raise ImageError(None, "no data (0 bytes)")
-            fp: object = io.BytesIO(bytes(src))
-        elif isinstance(src, (str, Path)):
-            path = fp = Path(src)
-        else:
-            raise TypeError(f"open_image expects a path, bytes or a PIL image, got {type(src).__name__}")
-        try:  # the file system is only asked again when opening fails (one syscall fewer per image)
-            img = Image.open(fp)
+        try:
+            img = Image.open(src)
         except Image.DecompressionBombError as e:
             raise ImageError(path, f"too many pixels (decompression bomb?): {e}") from None
-        except FileNotFoundError:
-            raise ImageError(path, "no such file") from None
-        except (IsADirectoryError, PermissionError) as e:
-            reason = "not a regular file" if path is not None and path.is_dir() else f"cannot open: {e}"
-            raise ImageError(path, reason) from None
         except UnidentifiedImageError:
-            empty = path is not None and path.is_file() and path.stat().st_size == 0
-            raise ImageError(path, "empty file (0 bytes)" if empty else "not an image file PIL can read") from None
+            raise ImageError(path, "not an image file PIL can read") from None
         except OSError as e:
             raise ImageError(path, f"cannot open: {e}") from None
     limit = _max_pixels(max_pixels)
     w, h = img.size
     if limit is not None and w * h > limit:
-        if not isinstance(src, Image.Image):  # close only what we opened
+        if img is not src:  # close only what we opened
             img.close()
         raise ImageError(path, f"{w}x{h} = {w * h} pixels is more than the limit of {limit} (decompression bomb?)")
     try:
@@ -146,7 +193,7 @@ def open_image(
     except ImageError:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:
-        if not isinstance(src, Image.Image):  # close only what we opened
+        if img is not src:  # close only what we opened
             img.close()
         raise ImageError(path, f"cannot decode ({type(e).__name__}: {e})") from None
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,9 @@ def get_image_files(
         path: a folder.
         recurse: look in subfolders too.
         folders: only these top-level subfolders of ``path`` (e.g. ``["train", "valid"]``).
+
+    Only regular files (and links to them) are listed: a named pipe called ``x.jpg`` would block
+    whoever opened it, so it (like a device or a broken link) is skipped with a warning naming it.
     """
     root = Path(path)
     if not root.exists():
@@ -54,20 +58,71 @@ def get_image_files(
         if not top.is_dir():
             raise FileNotFoundError(f"get_image_files: folder {str(top)!r} (from folders={folders!r}) does not exist")
     found: list[Path] = []
+    skipped: list[str] = []
     for top in tops:
-        if recurse:
-            seen: set[str] = set()  # real paths walked: a symlink loop must not recurse forever
-            for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
-                real = os.path.realpath(dirpath)
-                if real in seen:
-                    dirnames[:] = []
-                    continue
-                seen.add(real)
-                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-                found.extend(Path(dirpath) / f for f in filenames if _is_image_name(f))
-        else:
-            found.extend(p for p in top.iterdir() if p.is_file() and _is_image_name(p.name))
+        entries = _walk(top) if recurse else _scan(top)
+        for e in entries:
+            if not _is_image_name(e.name):
+                continue
+            if _is_regular(e):
+                found.append(Path(e.path))
+            else:
+                skipped.append(e.path)
+    if skipped:
+        shown = ", ".join(repr(s) for s in sorted(skipped)[:10]) + (" ..." if len(skipped) > 10 else "")
+        warnings.warn(f"get_image_files: skipped {len(skipped)} entries with image names that are not regular "
+                      f"files (named pipes, devices, broken links): {shown}", stacklevel=2)
     return sorted(found, key=lambda p: p.as_posix())
+
+
+def _is_regular(entry: os.DirEntry) -> bool:
+    """A regular file (or a link to one): never a named pipe, whose opening would block forever."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def _scan(folder: Path) -> list[os.DirEntry]:
+    """The entries of ``folder`` that are not folders (an unreadable folder has none)."""
+    try:
+        with os.scandir(folder) as it:
+            return [e for e in it if not _is_dir(e)]
+    except OSError:
+        return []
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _walk(top: Path) -> Iterator[os.DirEntry]:
+    """Every non-folder entry under ``top``, following links to folders; hidden folders skipped.
+
+    Each real folder is visited once, so a symlink loop cannot recurse forever. Entries come with
+    their type from the directory listing, so telling regular files from pipes costs no extra calls.
+    """
+    seen: set[str] = set()
+    stack = [str(top)]
+    while stack:
+        folder = stack.pop()
+        real = os.path.realpath(folder)
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:  # unreadable folder: skipped, as os.walk does
+            continue
+        for e in entries:
+            if not _is_dir(e):
+                yield e
+            elif not e.name.startswith("."):
+                stack.append(e.path)
 
 
 def _is_image_name(name: str) -> bool:

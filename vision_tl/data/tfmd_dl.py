@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
+import traceback
 import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .batch_tfms import BatchTransform, apply_batch_tfms
 from .datasets import ImageDataset, collate_uint8
@@ -75,12 +77,64 @@ class _Collate:
     def __init__(self, batch_tfms: list[BatchTransform] | None = None, train: bool = False):
         self.batch_tfms, self.train = batch_tfms, train
 
-    def __call__(self, batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        x, y = collate_uint8(batch)
-        key = batch[0][2] if len(batch[0]) > 2 else None
-        if self.batch_tfms is not None:
-            x = apply_batch_tfms(x, self.batch_tfms, self.train, generator=_batch_generator(key))
+    def __call__(self, batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, Any] | _Failed:
+        failed = next((b for b in batch if isinstance(b, _Failed)), None)
+        if failed is not None:  # an item's error (in a worker): pass it on to the main process
+            return failed
+        try:
+            x, y = collate_uint8(batch)
+            key = batch[0][2] if len(batch[0]) > 2 else None
+            if self.batch_tfms is not None:
+                x = apply_batch_tfms(x, self.batch_tfms, self.train, generator=_batch_generator(key))
+        except Exception as e:  # noqa: BLE001 - in a worker, carried back whole where possible
+            if (failed := _carried(e)) is None or torch.utils.data.get_worker_info() is None:
+                raise
+            return failed
         return x, y, key
+
+
+class _Failed:
+    """An error raised for a batch in a DataLoader worker, carried back as data.
+
+    torch re-raises a worker's exception by calling its class with a new multi-line message, which
+    loses everything but the text (an ``ImageError``'s file, for one). Carried as an object, the error
+    arrives in the main process as it was raised; the worker's traceback comes along as a note.
+    """
+
+    def __init__(self, error: Exception):
+        self.error, self.where = error, "".join(traceback.format_exception(error))
+
+    def reraise(self) -> None:
+        self.error.add_note(f"(raised in a DataLoader worker process)\n{self.where}")
+        raise self.error
+
+
+def _carried(e: Exception) -> _Failed | None:
+    """``e`` as a ``_Failed`` when it survives pickling unchanged (type and message), else None."""
+    try:
+        back = pickle.loads(pickle.dumps(e))
+    except Exception:  # noqa: BLE001 - not picklable: let torch report it its own way
+        return None
+    return _Failed(e) if type(back) is type(e) and str(back) == str(e) else None
+
+
+class _CarryErrors(Dataset):
+    """``dataset`` for worker processes: an item's exception is returned (as ``_Failed``), not raised."""
+
+    def __init__(self, dataset: ImageDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return self.dataset[key]
+        except Exception as e:  # noqa: BLE001 - re-raised as it was in the main process
+            failed = _carried(e)
+            if failed is None:
+                raise
+            return failed
 
 
 def _worker_init(worker_id: int) -> None:
@@ -236,7 +290,7 @@ class TfmdDL:
         if self._loader is None or self._loader_key != key:
             collate = _Collate(list(self.batch_tfms) if in_workers else None, self.train)
             self._loader = DataLoader(
-                self.dataset, batch_size=self.bs, sampler=_SeededSampler(self), drop_last=self.drop_last,
+                _CarryErrors(self.dataset) if workers > 0 else self.dataset, batch_size=self.bs, sampler=_SeededSampler(self), drop_last=self.drop_last,
                 collate_fn=collate, num_workers=workers, pin_memory=self.device.type == "cuda",
                 persistent_workers=self.persistent_workers and workers > 0,
                 worker_init_fn=_worker_init if workers > 0 else None,
@@ -253,7 +307,10 @@ class TfmdDL:
         self._epoch += 1
         it = iter(self._torch_loader())
         _watch_workers(it)
-        for xb, yb, key in it:
+        for batch in it:
+            if isinstance(batch, _Failed):
+                batch.reraise()
+            xb, yb, key = batch
             xb = xb.to(self.device, non_blocking=True)
             if xb.dtype == torch.uint8:  # not transformed in a worker: do it here, on the device
                 xb = apply_batch_tfms(xb, self.batch_tfms, self.train, generator=_batch_generator(key))

@@ -210,6 +210,8 @@ def read_manifest(fname: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"model file not found: {str(path)!r}")
     if path.is_dir():
         raise ExportFormatError(path, "it is a directory, expected a .vtl file")
+    if not path.is_file():  # a named pipe would block the read below forever
+        raise ExportFormatError(path, "not a regular file (a named pipe or a device), expected a .vtl file")
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
