@@ -44,6 +44,9 @@ def _train_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
                    help="start from ImageNet weights (downloaded once, or --weights FILE) (default: on)")
     p.add_argument("--weights", type=Path, help="local pretrained weights file (.safetensors or .pth) for the body")
+    p.add_argument("--weights-map", metavar="MAP",
+                   help="rename the --weights file's keys: by-order (pair tensors in order and shape, reported), "
+                        "a .json file of {regex: replacement}, or REGEX=REPLACEMENT,... pairs")
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader worker processes (default: automatic)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
 
@@ -229,13 +232,22 @@ def _dataloaders(args: argparse.Namespace) -> Any:
 
 def _learner(args: argparse.Namespace) -> Any:
     from .metrics import accuracy, error_rate
+    from .models.keymap import parse_weights_map
     from .train.learner import vision_learner
 
     if args.weights is not None and not args.weights.is_file():
         raise CLIError(f"--weights file not found: {str(args.weights)!r}")
+    weights_map = None
+    if args.weights_map is not None:
+        if args.weights is None:
+            raise CLIError("--weights-map renames the keys of a --weights file: pass --weights FILE too")
+        try:
+            weights_map = parse_weights_map(args.weights_map)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
     dls = _dataloaders(args)
     return vision_learner(dls, args.arch, metrics=[accuracy, error_rate], pretrained=args.pretrained,
-                          weights=args.weights)
+                          weights=args.weights, weights_map=weights_map)
 
 
 # ---------------------------------------------------------------- subcommands
