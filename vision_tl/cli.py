@@ -51,6 +51,9 @@ def _train_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
                    help="start from ImageNet weights (downloaded once, or --weights FILE) (default: on)")
     p.add_argument("--weights", type=Path, help="local pretrained weights file (.safetensors or .pth) for the body")
+    p.add_argument("--weights-map", metavar="MAP",
+                   help="rename the --weights file's keys: by-order (pair tensors in order and shape, reported), "
+                        "a .json file of {regex: replacement}, or REGEX=REPLACEMENT,... pairs")
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader worker processes (default: automatic)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--multi-label", action="store_true",
@@ -59,9 +62,10 @@ def _train_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _backend_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
+    p.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default=None,
                    help="what runs the model: onnxruntime (CPU; the graph is cached next to the model file), "
-                   "torch, or auto = onnxruntime on the CPU when it works, else torch (default: %(default)s)")
+                   "torch, or auto = onnxruntime on the CPU when it works, else torch (default: "
+                   "$VISION_TL_BACKEND, else auto)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,14 +258,23 @@ def _dataloaders(args: argparse.Namespace) -> Any:
 
 def _learner(args: argparse.Namespace) -> Any:
     from .metrics import F1ScoreMulti, accuracy, accuracy_multi, error_rate
+    from .models.keymap import parse_weights_map
     from .train.learner import vision_learner
 
     if args.weights is not None and not args.weights.is_file():
         raise CLIError(f"--weights file not found: {str(args.weights)!r}")
+    weights_map = None
+    if args.weights_map is not None:
+        if args.weights is None:
+            raise CLIError("--weights-map renames the keys of a --weights file: pass --weights FILE too")
+        try:
+            weights_map = parse_weights_map(args.weights_map)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
     dls = _dataloaders(args)
     metrics = [accuracy_multi, F1ScoreMulti()] if dls.multi_label else [accuracy, error_rate]
     return vision_learner(dls, args.arch, metrics=metrics, pretrained=args.pretrained,
-                          weights=args.weights)
+                          weights=args.weights, weights_map=weights_map)
 
 
 # ---------------------------------------------------------------- subcommands

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .keymap import WeightsMap, apply_weights_map
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -94,7 +96,9 @@ def load_into(module: nn.Module, sd: Mapping[str, torch.Tensor], source: str = "
     """Load ``sd`` into ``module``, finding the key prefix that matches (``model.``, ``0.``, ...).
 
     Keys the module does not have (an old classifier) are ignored; missing keys or shape
-    mismatches raise ``PretrainedWeightsError`` naming ``source`` and a few offending keys.
+    mismatches raise ``PretrainedWeightsError`` naming ``source`` and a few offending keys. BatchNorm's
+    ``num_batches_tracked`` counters may be absent (many files leave them out; PyTorch's own loading
+    accepts that): the module keeps its own.
     """
     target = module.state_dict()
     best: dict[str, torch.Tensor] = {}
@@ -102,6 +106,9 @@ def load_into(module: nn.Module, sd: Mapping[str, torch.Tensor], source: str = "
         cand = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
         if len(set(cand) & set(target)) > len(set(best) & set(target)):
             best = cand
+    for k in target:
+        if k not in best and k.endswith("num_batches_tracked"):
+            best[k] = target[k]
     missing = [k for k in target if k not in best]
     if missing:
         raise PretrainedWeightsError(
@@ -141,7 +148,19 @@ def _probe_format(model: nn.Module, input_size: tuple[int, int], nf: int) -> str
     return "NCHW"
 
 
-def _timm_body(arch: str, pretrained: bool, weights: str | Path | None) -> tuple[nn.Module, int, dict]:
+def _load_file_into(module: nn.Module, weights: str | Path, weights_map: WeightsMap | None,
+                    rename: Callable[[dict], dict] | None = None) -> None:
+    """Read ``weights``, rename its keys (the user's ``weights_map``, then ``rename``) and load it."""
+    source = f"weights file {str(weights)!r}"
+    try:
+        sd = apply_weights_map(load_weights_file(weights), weights_map, target=module, source=source)
+    except ValueError as e:
+        raise PretrainedWeightsError(str(e)) from None
+    load_into(module, rename(sd) if rename else sd, source=source)
+
+
+def _timm_body(arch: str, pretrained: bool, weights: str | Path | None,
+               weights_map: WeightsMap | None = None) -> tuple[nn.Module, int, dict]:
     import timm
 
     if not timm.is_model(arch):
@@ -163,7 +182,7 @@ def _timm_body(arch: str, pretrained: bool, weights: str | Path | None) -> tuple
             raise _offline_error(arch, f"{type(e).__name__}: {e}") from e
         raise
     if weights is not None:
-        load_into(model, load_weights_file(weights), source=f"weights file {str(weights)!r}")
+        _load_file_into(model, weights, weights_map)
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     nf = int(model.num_features)
     in_size = tuple(cfg.get("input_size", (3, 224, 224))[1:])
@@ -210,7 +229,8 @@ def _as_body_keys(sd: Mapping[str, torch.Tensor], names: list[str]) -> dict[str,
 
 
 def _torchvision_body(
-    builder: Callable[..., nn.Module], pretrained: bool, weights: str | Path | None
+    builder: Callable[..., nn.Module], pretrained: bool, weights: str | Path | None,
+    weights_map: WeightsMap | None = None,
 ) -> tuple[nn.Module, int, dict]:
     import torchvision
 
@@ -228,7 +248,7 @@ def _torchvision_body(
         mean, std = tuple(tfm.mean), tuple(tfm.std)
     body, names = _cut_torchvision(model)
     if weights is not None:  # into the body only: the file's classifier (any size, or none) is not needed
-        load_into(body, _as_body_keys(load_weights_file(weights), names), f"weights file {str(weights)!r}")
+        _load_file_into(body, weights, weights_map, rename=lambda sd: _as_body_keys(sd, names))
     nf = _num_features(body)
     return body, nf, {"mean": tuple(mean), "std": tuple(std), "input_size": (224, 224)}
 
@@ -248,6 +268,7 @@ def create_body(
     arch: str | Callable[..., nn.Module] | nn.Module,
     pretrained: bool = True,
     weights: str | Path | None = None,
+    weights_map: WeightsMap | None = None,
 ) -> tuple[nn.Module, int, dict]:
     """Return ``(body, n_features, stats)`` for ``arch``.
 
@@ -255,17 +276,22 @@ def create_body(
         arch: a timm model name (``"resnet34"``), a torchvision builder, or an ``nn.Module`` body.
         pretrained: load the hub's pretrained weights (timm/torchvision caches; network if needed).
         weights: a local ``.safetensors``/``.pth`` state dict; overrides the hub. Works offline.
+        weights_map: how to rename the file's keys to the body's: ``{regex: replacement}`` applied in
+            order, a function ``key -> new key`` (None drops the tensor), or ``"by_order"`` to pair the
+            tensors one-to-one in order and shape (reported in a warning). See ``models/keymap.py``.
     Returns:
         the body (NCHW features), the feature channel count, and ``{"mean", "std", "input_size"}``
         from the backbone's pretrained config (ImageNet stats where none is known).
     """
+    if weights_map is not None and weights is None:
+        raise ValueError("weights_map renames the keys of a weights file: pass weights=FILE with it")
     if isinstance(arch, str):
-        return _timm_body(arch, pretrained, weights)
+        return _timm_body(arch, pretrained, weights, weights_map)
     if isinstance(arch, nn.Module):
         if weights is not None:
-            load_into(arch, load_weights_file(weights), f"weights file {str(weights)!r}")
+            _load_file_into(arch, weights, weights_map)
         stats = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_size": None}
         return arch, _num_features(arch), stats
     if callable(arch):
-        return _torchvision_body(arch, pretrained, weights)
+        return _torchvision_body(arch, pretrained, weights, weights_map)
     raise ValueError(f"arch must be a timm name, a torchvision builder or an nn.Module, got {arch!r}")

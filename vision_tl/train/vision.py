@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 
 def vision_learner(
-    dls: Any, arch: Any, pretrained: bool = True, weights: str | Path | None = None, metrics: Any = None,
+    dls: Any, arch: Any, pretrained: bool = True, weights: str | Path | None = None, weights_map: Any = None,
+    metrics: Any = None,
     loss_func: Callable | None = None, opt_func: Callable = adamw, lr: float | slice = 1e-3,
     splitter: Callable | None = None, cbs: Any = None, path: str | Path | None = None, model_dir: str | Path = "models",
     wd: float | None = None, train_bn: bool = True, moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
@@ -37,7 +38,8 @@ def vision_learner(
     """A Learner for transfer learning: pretrained ``arch`` body + a new head sized to ``dls.c``.
 
     ``arch``: a timm name (``"resnet34"``), a torchvision builder or an ``nn.Module`` body;
-    ``weights``: a local ``.safetensors``/``.pth`` file for the body (works offline). The
+    ``weights``: a local ``.safetensors``/``.pth`` file for the body (works offline), its keys renamed
+    by ``weights_map`` where it comes from another library (see ``create_body``). The
     backbone's normalization stats are appended to ``dls.batch_tfms`` when ``normalize`` and none
     is there. ``layer_decay`` (e.g. 0.75) gives one group per body layer with timm-style decayed
     LRs. The model starts frozen (head only) when pretrained.
@@ -53,7 +55,7 @@ def vision_learner(
     n_out = n_out if n_out is not None else getattr(dls, "c", None)
     if not isinstance(n_out, int) or n_out < 1:
         raise ValueError(f"n_out must be a positive int (default: dls.c), got {n_out!r}")
-    body, nf, stats = create_body(arch, pretrained=pretrained, weights=weights)
+    body, nf, stats = create_body(arch, pretrained=pretrained, weights=weights, weights_map=weights_map)
     head = custom_head if custom_head is not None else create_head(
         nf, n_out, lin_ftrs=lin_ftrs, ps=ps, concat_pool=concat_pool, first_bn=first_bn, bn_final=bn_final)
     model = nn.Sequential(body, head)
