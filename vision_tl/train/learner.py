@@ -27,10 +27,12 @@ from ..data.tfmd_dl import default_device
 from ..metrics import metric_name
 from ..models.build import ModelConfig
 from ..models.split import check_groups, default_splitter
-from . import checkpoint, lr_find, param_groups, schedule
+from . import checkpoint, param_groups, schedule
 from .callbacks import Callback, ChannelsLast, MixedPrecision, TerminateOnNaNCallback
 from .gather import GatherPreds
 from .loop import Loop, TrainingOOMError
+from .lr_find import lr_find as run_lr_find
+from .lr_find import valley
 from .param_groups import adamw
 from .progress import ProgressCallback
 from .recorder import Recorder
@@ -174,6 +176,8 @@ class Learner(Loop):
 
         ``freeze``; one-cycle ``freeze_epochs`` at ``slice(base_lr)`` with ``pct_start=0.99``; then
         ``base_lr /= 2``; ``unfreeze``; one-cycle ``epochs`` at ``slice(base_lr/lr_mult, base_lr)``.
+        On a model of one parameter group (a plain ``Learner(dls, model)``) ``freeze`` freezes nothing,
+        as in fastai: both phases train the whole model.
         """
         self._begin(resume)
         self.freeze()
@@ -188,14 +192,14 @@ class Learner(Loop):
                         fit_index=1)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
-                show_plot: bool = True, suggest_funcs: Any = (lr_find.valley,)) -> tuple:
+                show_plot: bool = True, suggest_funcs: Any = (valley,)) -> tuple:
         """Train briefly with an exponentially growing LR, restore the model, suggest LRs (fastai's call).
 
         Returns ``SuggestedLRs``, a named tuple with one field per function of ``suggest_funcs``
         (``valley`` by default; ``minimum``, ``steep``, ``slide`` or your own); the curve is in
         ``learn.recorder.lr_find_lrs`` / ``lr_find_losses`` and plotted when ``show_plot``.
         """
-        return lr_find.lr_find(self, start_lr, end_lr, num_it, stop_div, show_plot, suggest_funcs)
+        return run_lr_find(self, start_lr, end_lr, num_it, stop_div, show_plot, suggest_funcs)
 
     # ----- evaluation --------------------------------------------------------------------------
     def validate(self, dl: Any = None) -> list[float]:
