@@ -25,7 +25,7 @@ class GatherPreds(Callback):
     data), ``loss`` (float mean over items, None unlabelled), ``inputs`` (when ``with_input``).
     """
 
-    order = 20  # after MixedPrecision has made the predictions float
+    order = -30  # reset before any callback can cancel the pass (stale results would look like new ones)
 
     def __init__(self) -> None:
         self.with_input = False
