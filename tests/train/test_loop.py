@@ -121,19 +121,18 @@ def test_lr_find_shows_one_bar_counting_iterations_not_epochs(tmp_path, capsys):
     assert learn.progress.show_table  # the table is back on for the next fit
 
 
+@pytest.mark.slow
 def test_assigning_new_dataloaders_keeps_fit_validate_and_get_preds_working(class_folder, tmp_path):
     """Progressive resizing: another size and batch size, made on another device, then assigned."""
     from vision_tl.data.factories import ImageDataLoaders
     from vision_tl.data.item_tfms import Resize
-    from vision_tl.train.vision import vision_learner
 
     def dls(size, bs, device):
         return ImageDataLoaders.from_folder(class_folder, valid_pct=0.25, seed=0, item_tfms=Resize(size), bs=bs,
                                             num_workers=0, device=device)
 
-    learn = vision_learner(dls(32, 8, "cpu"), "resnet10t", pretrained=False, metrics=accuracy, device="cpu",
-                           path=tmp_path)
-    learn.fit_one_cycle(1)
+    learn = Learner(dls(32, 8, "cpu"), tiny_model(), metrics=accuracy, device="cpu", path=tmp_path)
+    learn.fit(1)
     bigger = dls(48, 4, "meta")  # as a dls made for CUDA by default, for a learner put on the CPU
     learn.dls = bigger
     assert bigger.train.device == bigger.valid.device == torch.device("cpu")
