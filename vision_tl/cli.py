@@ -390,8 +390,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
     _check_new(args.plot, args.overwrite, "--plot")
+    from .train.lr_find import minimum, steep, valley
+
     learn = _learner(args)
-    lrs = learn.lr_find(num_it=args.num_it, show_plot=False)._asdict()
+    lrs = learn.lr_find(num_it=args.num_it, show_plot=False, suggest_funcs=(valley, minimum, steep))._asdict()
     print("suggested learning rates: " + "  ".join(f"{name} {float(v):.2e}" for name, v in lrs.items()))
     _save_figure(learn.recorder.plot_lr_find(lrs).figure, args.plot)
     print(f"plot: {args.plot}")

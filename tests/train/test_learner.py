@@ -15,17 +15,11 @@ from tinydata import TinyDLs  # noqa: E402
 
 from vision_tl.metrics import accuracy, metric_name, top_k_accuracy  # noqa: E402
 from vision_tl.models.heads import create_head  # noqa: E402
-from vision_tl.train.callbacks import (  # noqa: E402
-    Callback,
-    CheckpointCallback,
-    CSVLogger,
-    EarlyStoppingCallback,
-    GradientAccumulation,
-    GradientClip,
-    SaveModelCallback,
-)
+from vision_tl.train.callbacks import Callback, GradientAccumulation, GradientClip  # noqa: E402
 from vision_tl.train.learner import Learner, TrainingOOMError, vision_learner  # noqa: E402
+from vision_tl.train.lr_find import minimum, slide, steep, valley  # noqa: E402
 from vision_tl.train.schedule import one_cycle_lr  # noqa: E402
+from vision_tl.train.tracking import CheckpointCallback, CSVLogger, EarlyStoppingCallback, SaveModelCallback  # noqa: E402
 
 
 def tiny_model(c: int = 3) -> nn.Sequential:
@@ -81,10 +75,19 @@ def test_unfreeze_trains_everything(tmp_path):
     assert not torch.equal(before["0.0.weight"], learn.model.state_dict()["0.0.weight"])
 
 
-def test_freeze_on_a_one_group_model_is_an_error(tmp_path):
+def test_fine_tune_on_a_one_group_model_trains_the_whole_model_in_both_phases(tmp_path):
+    """fastai: freeze() on a single parameter group freezes nothing (that group is the last one)."""
     learn = make_learner(tmp_path, splitter=lambda m: [list(m.parameters())])
-    with pytest.raises(ValueError, match="single parameter group"):
-        learn.freeze()
+    trainable = []
+
+    class Probe(Callback):
+        def before_fit(self):
+            trainable.append(all(p.requires_grad for p in self.learn.model.parameters()))
+
+    before = snapshot(learn.model)
+    learn.fine_tune(1, cbs=Probe())
+    assert trainable == [True, True] and len(learn.recorder.values) == 1
+    assert not torch.equal(before["0.0.weight"], learn.model.state_dict()["0.0.weight"])
 
 
 def test_lr_of_wrong_length_names_group_count(tmp_path):
@@ -275,8 +278,11 @@ def test_lr_find_restores_the_model_and_suggests(tmp_path):
     matplotlib.use("Agg")
     learn = make_learner(tmp_path)
     before = snapshot(learn.model)
-    sugg = learn.lr_find(num_it=20)
-    assert 1e-7 <= sugg.valley <= 10 and 1e-8 <= sugg.minimum <= 1 and sugg.steep > 0
+    assert learn.lr_find(num_it=20, show_plot=False)._fields == ("valley",)  # fastai's default
+    sugg = learn.lr_find(num_it=20, suggest_funcs=(minimum, steep, valley, slide))
+    assert type(sugg).__name__ == "SuggestedLRs" and sugg._fields == ("minimum", "steep", "valley", "slide")
+    lr_min, lr_steep, lr_valley, lr_slide = sugg
+    assert 1e-7 <= lr_valley <= 10 and 1e-8 <= lr_min <= 1 and lr_steep > 0 and lr_slide > 0
     assert 3 <= len(learn.recorder.lr_find_lrs) <= 20
     assert all(torch.equal(v, before[k]) for k, v in learn.model.state_dict().items())
     assert learn.opt is None  # a fresh optimizer for the real fit

@@ -15,13 +15,13 @@ from torch import nn
 from vision_tl.metrics import F1Score, Precision, Recall, accuracy, error_rate, top_k_accuracy
 from vision_tl.models.heads import create_head
 from vision_tl.train.learner import Learner
+from vision_tl.train.lr_find import minimum, slide, steep, suggest_lrs, valley
 from vision_tl.train.schedule import (
     expand_lr,
     layer_decay_mults,
     one_cycle_lr,
     one_cycle_mom,
     smooth,
-    suggest_lrs,
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -62,10 +62,26 @@ def test_lr_finder_suggestions_sit_on_the_descending_part():
     lrs = [1e-7 * (1e8) ** (i / 99) for i in range(100)]
     # loss flat, then falling between 1e-4 and 1e-2, then exploding
     losses = [2.0 - 1.5 * min(1, max(0, (math.log10(lr) + 4) / 2)) + (10 * (lr - 1e-1) if lr > 1e-1 else 0) for lr in lrs]
-    s = suggest_lrs(lrs, losses)
-    assert 1e-4 <= s["valley"] <= 1e-2
-    assert 1e-4 <= s["steep"] <= 1e-2
-    assert s["minimum"] < 1e-1
+    s = suggest_lrs(lrs, losses, (minimum, steep, valley, slide), num_it=100)
+    assert s._fields == ("minimum", "steep", "valley", "slide")
+    assert 1e-4 <= s.valley <= 1e-2
+    assert 1e-4 <= s.steep <= 1e-2
+    assert 1e-4 <= s.slide <= 1e-1
+    assert s.minimum < 1e-1
+
+
+def test_a_suggestion_function_takes_and_returns_what_fastais_do():
+    """fastai's signature: (lrs, losses, num_it) -> (lr, (lr, loss)), on tensors too; partials keep their name."""
+    from functools import partial
+
+    lrs = torch.logspace(-7, 1, 100)
+    losses = torch.cat([torch.full((40,), 2.0), torch.linspace(2.0, 0.5, 40), torch.linspace(0.5, 5.0, 20)])
+    for f in (minimum, steep, valley, slide):
+        lr, (x, y) = f(lrs, losses, 100)
+        assert isinstance(lr, float) and 1e-7 <= x <= 10 and 0.4 <= y <= 5.0
+    assert suggest_lrs(lrs, losses, partial(slide, lr_diff=10))._fields == ("slide",)
+    with pytest.raises(ValueError, match="different names"):
+        suggest_lrs(lrs, losses, (valley, valley))
 
 
 def _preds(labels: list[int], c: int) -> torch.Tensor:

@@ -17,8 +17,8 @@ from vision_tl.data.item_tfms import Resize
 from vision_tl.data.sources import get_image_files
 from vision_tl.data.synthetic import make_synthetic_folder
 from vision_tl.metrics import accuracy, error_rate
-from vision_tl.train.callbacks import CheckpointCallback
 from vision_tl.train.learner import cnn_learner, vision_learner
+from vision_tl.train.tracking import CheckpointCallback
 
 
 def folder_dls(path, **kwargs):
@@ -63,7 +63,8 @@ _RUN = textwrap.dedent("""
     import torch
     from vision_tl.data.item_tfms import Resize
     from vision_tl.data.factories import ImageDataLoaders
-    from vision_tl.train.callbacks import Callback, CheckpointCallback
+    from vision_tl.train.callbacks import Callback
+    from vision_tl.train.tracking import CheckpointCallback
     from vision_tl.train.learner import vision_learner
 
     folder, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..files import sibling_temp
-from .callbacks import get_rng_states, set_rng_states
 from .distributed import barrier, is_main_process
+from .rng import get_rng_states, set_rng_states
 
 if TYPE_CHECKING:
     from .learner import Learner

@@ -1,8 +1,9 @@
 """``DistributedTrainer``: the callback that trains a Learner with ``DistributedDataParallel``.
 
 The process-group helpers it relies on (ranks, barriers, gathering, broadcasting) and
-``distrib_ctx``, the usual way to add it, are in ``distributed.py``; this module only holds the
-callback, so that ``distributed.py`` need not import the callbacks.
+``distrib_ctx``, the usual way to add it, are in ``distributed.py``; this module holds the
+callbacks (the trainer, and ``DistributedGatherPreds``, the all-gather version of ``GatherPreds``
+that it puts in place of the learner's own), so that ``distributed.py`` need not import them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 
-from .callbacks import Callback, CSVLogger, ProgressCallback
+from .callbacks import Callback
 from .distributed import (
     broadcast_buffers,
     broadcast_int,
@@ -23,8 +24,32 @@ from .distributed import (
     is_dist_initialized,
     is_main_process,
 )
+from .gather import GatherPreds
+from .progress import ProgressCallback
+from .tracking import CSVLogger
 
 _OUTPUT_CBS = (ProgressCallback, CSVLogger)  # what only rank 0 runs
+
+
+class DistributedGatherPreds(GatherPreds):
+    """``GatherPreds`` for a validation set sharded over ranks: every rank ends with all predictions,
+    targets (and inputs) in dataset order, without the padding duplicates, and the loss over them."""
+
+    def __init__(self, valid_dl: Any) -> None:
+        super().__init__()
+        self.valid_dl = valid_dl
+
+    def combine(self) -> tuple:
+        preds, targs, inputs, loss = super().combine()
+        if self.learn.dl is not self.valid_dl or targs is None:  # another loader: not sharded
+            return preds, targs, inputs, loss
+        n = len(self.valid_dl.dataset)
+        preds, targs = gather_in_order(preds, n), gather_in_order(targs, n)
+        if inputs is not None:
+            inputs = gather_in_order(inputs, n)
+        with torch.no_grad():
+            loss = float(self.learn.loss_func(preds, targs).float())
+        return preds, targs, inputs, loss
 
 
 class DistributedTrainer(Callback):
@@ -55,7 +80,7 @@ class DistributedTrainer(Callback):
         self._valid_dl: Any = None
         self._muted: list[Callback] = []
         self._muted_at_fit = False
-        self._gather = False
+        self._own_gather: GatherPreds | None = None  # the learner's GatherPreds while ours stands in
 
     # -- data -----------------------------------------------------------------------------------
     def shard_loaders(self) -> None:
@@ -86,6 +111,19 @@ class DistributedTrainer(Callback):
             self._sharded[id(valid)] = (valid, valid.sampler, None)
             valid.sampler = DistributedSampler(valid.dataset, world, rank, shuffle=False)
         self._valid_dl = valid
+        self._swap_gather(valid)
+
+    def _swap_gather(self, valid: Any) -> None:
+        """Put a ``DistributedGatherPreds`` for ``valid`` in place of the learner's ``GatherPreds``."""
+        learn = self.learn
+        current = getattr(learn, "gather_preds", None)
+        if isinstance(current, DistributedGatherPreds) and current.valid_dl is valid:
+            return
+        if self._own_gather is None:
+            self._own_gather = current
+        if current is not None:
+            learn.remove_cb(current)
+        learn.add_cb(DistributedGatherPreds(valid))
 
     def unshard_loaders(self) -> None:
         """Put the DataLoaders' own samplers (and seeds) back."""
@@ -94,6 +132,10 @@ class DistributedTrainer(Callback):
             if seed is not None:
                 dl.seed = seed
         self._sharded, self._valid_dl = {}, None
+        self.learn.remove_cb(DistributedGatherPreds)
+        if self._own_gather is not None:
+            self.learn.add_cb(self._own_gather)
+            self._own_gather = None
 
     # -- events ---------------------------------------------------------------------------------
     def before_fit(self) -> None:
@@ -125,21 +167,6 @@ class DistributedTrainer(Callback):
 
     def before_validate(self) -> None:
         broadcast_buffers(self.learn.raw_model)
-        self._gather = self.learn.dl is self._valid_dl
-
-    def before_metrics(self) -> None:
-        """Replace this rank's predictions by all ranks', in order; recompute the loss sum."""
-        learn = self.learn
-        if not self._gather or not learn.val_targs:
-            return
-        n = len(self._valid_dl.dataset)
-        preds = gather_in_order(torch.cat(learn.val_preds), n)
-        targs = gather_in_order(torch.cat(learn.val_targs), n)
-        learn.val_preds, learn.val_targs = [preds], [targs]
-        if learn.val_inputs:
-            learn.val_inputs = [gather_in_order(torch.cat(learn.val_inputs), n)]
-        with torch.no_grad():
-            learn._val_loss_sum = learn.loss_func(preds, targs).float() * len(targs)
 
     def after_fit(self) -> None:
         learn = self.learn

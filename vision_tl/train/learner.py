@@ -1,10 +1,11 @@
-"""The Learner: a model, its data, an optimizer over parameter groups, and the fit loop.
+"""The Learner: a model, its data, an optimizer over parameter groups, and the training recipes.
 
-The loop (``_do_fit`` → ``_do_epoch`` → ``_do_batch``) is short on purpose; everything optional
-(progress, recording, mixed precision, early stopping, checkpoints, distributed) is a callback
-that reacts to the named events listed in ``callbacks.py``. ``learn.model`` may be wrapped
-(DDP, ``torch.compile``) by a callback; ``learn.raw_model`` is always the plain module that is
-saved and exported.
+The fit loop, its events and its override points (``train_step``, ``eval_step``) are the base
+class ``Loop`` (``loop.py``); everything optional (progress, recording, gathering validation
+predictions, mixed precision, early stopping, checkpoints, distributed) is a callback that reacts to
+the named events listed in ``callbacks.py``. ``learn.model`` may be wrapped (DDP,
+``torch.compile``) by a callback; ``learn.raw_model`` is always the plain module that is saved and
+exported. ``lr_find`` is in ``lr_find.py``.
 
 Parameter groups, the optimizer and freezing are in ``param_groups.py``; save/load and resumable
 checkpoints in ``checkpoint.py``; the ``vision_learner`` factory in ``vision.py`` (re-exported
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,33 +28,21 @@ from ..metrics import metric_name
 from ..models.build import ModelConfig
 from ..models.split import check_groups, default_splitter
 from . import checkpoint, param_groups, schedule
-from .callbacks import (
-    Callback,
-    CancelBatchException,
-    CancelEpochException,
-    CancelFitException,
-    CancelTrainException,
-    CancelValidException,
-    ChannelsLast,
-    MixedPrecision,
-    ProgressCallback,
-    Recorder,
-    TerminateOnNaNCallback,
-)
+from .callbacks import Callback, ChannelsLast, MixedPrecision, TerminateOnNaNCallback
+from .gather import GatherPreds
+from .loop import Loop, TrainingOOMError
 from .losses import default_loss_func
+from .lr_find import lr_find as run_lr_find
+from .lr_find import valley
 from .param_groups import adamw
+from .progress import ProgressCallback
+from .recorder import Recorder
 from .vision import cnn_learner, vision_learner
 
 __all__ = ["Learner", "TrainingOOMError", "adamw", "cnn_learner", "default_device", "vision_learner"]
 
-_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
-
-class TrainingOOMError(RuntimeError):
-    """The device ran out of memory during training; the message suggests a smaller batch size."""
-
-
-class Learner:
+class Learner(Loop):
     """Train ``model`` on ``dls``; see ``vision_learner`` for the usual way to make one."""
 
     def __init__(
@@ -88,59 +76,23 @@ class Learner:
         self.val_results: list[float] | None = None
         self._resume: dict | None = None
         self.cbs: list[Callback] = []
-        self.add_cbs([TerminateOnNaNCallback(), Recorder(), ProgressCallback()])
+        self.add_cbs([TerminateOnNaNCallback(), GatherPreds(), Recorder(), ProgressCallback()])
         if amp or (amp is None and self.device.type == "cuda"):
             self.add_cbs([ChannelsLast(), MixedPrecision(torch.bfloat16 if _bf16_ok(self.device) else torch.float16)])
         self.add_cbs(cbs or [])
 
-    # ----- callbacks -------------------------------------------------------------------------
-    def add_cb(self, cb: Callback | type) -> Learner:
-        """Add a callback (instance or class); it becomes ``learn.<cb.name>``."""
-        cb = cb() if isinstance(cb, type) else cb
-        cb.learn = self
-        self.cbs = sorted([*self.cbs, cb], key=lambda c: c.order)
-        if not hasattr(self, cb.name) or isinstance(getattr(self, cb.name), Callback):
-            setattr(self, cb.name, cb)
-        return self
-
-    def add_cbs(self, cbs: Iterable[Callback]) -> Learner:
-        for cb in cbs:
-            self.add_cb(cb)
-        return self
-
-    def remove_cb(self, cb: Callback | type) -> Learner:
-        """Remove a callback instance, or every callback of a class."""
-        gone = [c for c in self.cbs if (c is cb if isinstance(cb, Callback) else isinstance(c, cb))]
-        self.cbs = [c for c in self.cbs if c not in gone]
-        for c in gone:
-            if getattr(self, c.name, None) is c:
-                delattr(self, c.name)
-        return self
-
-    @contextmanager
-    def added_cbs(self, cbs: Iterable[Callback] | Callback | None):
-        """Callbacks for the duration of one call (``fit(..., cbs=...)``)."""
-        cbs = [cbs] if isinstance(cbs, Callback) else list(cbs or [])
-        self.add_cbs(cbs)
-        try:
-            yield
-        finally:
-            for cb in cbs:
-                self.remove_cb(cb)
-
-    def __call__(self, event: str) -> None:
-        for cb in self.cbs:
-            cb(event)
-
-    def _with_events(self, f: Callable[[], None], name: str, ex: type[Exception]) -> None:
-        try:
-            self(f"before_{name}")
-            f()
-        except ex:
-            self(f"after_cancel_{name}")
-        self(f"after_{name}")
-
     # ----- model, groups, optimizer ----------------------------------------------------------
+    @property
+    def dls(self) -> Any:
+        """The DataLoaders; assign new ones (another size or batch size: progressive resizing) at any time."""
+        return self._dls
+
+    @dls.setter
+    def dls(self, dls: Any) -> None:
+        if hasattr(dls, "to") and hasattr(self, "device"):
+            dls.to(self.device)  # new DataLoaders follow the learner to its device
+        self._dls = dls
+
     @property
     def raw_model(self) -> nn.Module:
         """The plain model under any DDP (``.module``) or ``torch.compile`` (``._orig_mod``) wrapper."""
@@ -187,116 +139,6 @@ class Learner:
     def unfreeze(self) -> None:
         self.freeze_to(0)
 
-    # ----- the loop ----------------------------------------------------------------------------
-    def _fit(self, n_epoch: int, sched: Callable[[float], tuple[list[float], float | None]], cbs: Any = None,
-             wd: float | None = None, fit_index: int = 0) -> None:
-        if not isinstance(n_epoch, int) or n_epoch < 0:
-            raise ValueError(f"n_epoch must be an int >= 0, got {n_epoch!r}")
-        state = self._resume
-        if state is not None and fit_index < state["fit_index"]:
-            return  # this part of the recipe finished before the interruption
-        with self.added_cbs(cbs):
-            if self.opt is None:
-                self.create_opt()
-            self.n_epoch, self.start_epoch, self.fit_index, self.nan_at = n_epoch, 0, fit_index, None
-            self._sched, self._wd, self.fitting = sched, wd, True
-            try:
-                self._with_events(self._do_fit, "fit", CancelFitException)
-            except _OOM as e:
-                bs = getattr(self.dls, "bs", "?")
-                raise TrainingOOMError(
-                    f"out of memory on {self.device} with batch size bs={bs}: make the DataLoaders with a "
-                    f"smaller bs (e.g. bs={bs // 2 if isinstance(bs, int) else 16}), a smaller image size, or call "
-                    "learn.to_fp16()"
-                ) from e
-            finally:
-                self.fitting = False
-
-    def _do_fit(self) -> None:
-        if self._resume is not None:
-            checkpoint.restore_checkpoint(self, self._resume)
-            self._resume = None
-        for epoch in range(self.start_epoch, self.n_epoch):
-            self.epoch = epoch
-            self._with_events(self._do_epoch, "epoch", CancelEpochException)
-
-    def _do_epoch(self) -> None:
-        self.dl, self.training = self.dls.train, True
-        if hasattr(self.dl, "set_epoch"):
-            # a run-wide count, so fine_tune's frozen and unfrozen phases see different orders
-            self.dl.set_epoch(self.epochs_done)
-        self.epochs_done += 1
-        self.model.train()
-        self._with_events(self._train_batches, "train", CancelTrainException)
-        self._run_validation(self.dls.valid)
-
-    def _train_batches(self) -> None:
-        self.n_iter = len(self.dl)
-        for i, b in enumerate(self.dl):
-            self.iter = i
-            self.pct_train = (self.epoch + self.iter / self.n_iter) / self.n_epoch
-            self._set_hypers(*self._sched(self.pct_train), self._wd)
-            self._batch(b)
-
-    def _batch(self, b: Sequence[torch.Tensor]) -> None:
-        self.xb, self.yb = tuple(b[:1]), tuple(b[1:])
-        self._with_events(self._do_batch, "batch", CancelBatchException)
-
-    def _do_batch(self) -> None:
-        self.pred = self.model(*self.xb)
-        self("after_pred")
-        if not self.yb:  # an unlabelled test_dl: predictions only
-            if not self.training:
-                self.val_preds.append(self.pred.detach().float())
-            return
-        self.loss_grad = self.loss_func(self.pred, *self.yb)
-        self.loss = self.loss_grad.detach()
-        self("after_loss")
-        if not self.training:
-            self.val_preds.append(self.pred.detach().float())
-            self.val_targs.append(self.yb[0])
-            self._val_loss_sum += self.loss.float() * len(self.yb[0])
-            return
-        self("before_backward")
-        (self.scaler.scale(self.loss_grad) if self.scaler is not None else self.loss_grad).backward()
-        self("after_backward")
-        self("before_step")
-        if self.scaler is not None:
-            self.scaler.step(self.opt)
-            self.scaler.update()
-        else:
-            self.opt.step()
-        self("after_step")
-        self.opt.zero_grad(set_to_none=True)
-
-    def _run_validation(self, dl: Any) -> None:
-        """One pass over ``dl`` without gradients: fills ``val_preds``/``val_targs`` and ``val_results``."""
-        self.dl, self.training = dl, False
-        self.model.eval()
-        self.val_preds, self.val_targs, self.val_inputs = [], [], []
-        self._val_loss_sum = torch.zeros((), device=self.device)
-
-        def run() -> None:
-            with torch.no_grad():
-                for i, b in enumerate(dl):
-                    self.iter = i
-                    if self._keep_inputs:
-                        self.val_inputs.append(b[0].cpu())
-                    self._batch(b)
-            self("before_metrics")  # a distributed callback gathers val_preds/val_targs here
-            self.val_results = self._metrics()
-
-        self._with_events(run, "validate", CancelValidException)
-
-    _keep_inputs = False
-
-    def _metrics(self) -> list[float] | None:
-        if not self.val_targs:
-            return None
-        preds, targs = torch.cat(self.val_preds), torch.cat(self.val_targs)
-        loss = float(self._val_loss_sum) / max(1, len(targs))
-        return [loss, *[float(m(preds, targs)) for m in self.metrics]]
-
     # ----- training recipes --------------------------------------------------------------------
     def _begin(self, resume: str | Path | None) -> None:
         self._resume = checkpoint.read_checkpoint(self, resume) if resume is not None else None
@@ -335,6 +177,8 @@ class Learner:
 
         ``freeze``; one-cycle ``freeze_epochs`` at ``slice(base_lr)`` with ``pct_start=0.99``; then
         ``base_lr /= 2``; ``unfreeze``; one-cycle ``epochs`` at ``slice(base_lr/lr_mult, base_lr)``.
+        On a model of one parameter group (a plain ``Learner(dls, model)``) ``freeze`` freezes nothing,
+        as in fastai: both phases train the whole model.
         """
         self._begin(resume)
         self.freeze()
@@ -349,13 +193,14 @@ class Learner:
                         fit_index=1)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
-                show_plot: bool = True) -> schedule.SuggestedLRs:
-        """Train briefly with an exponentially growing LR, restore the model, suggest LRs.
+                show_plot: bool = True, suggest_funcs: Any = (valley,)) -> tuple:
+        """Train briefly with an exponentially growing LR, restore the model, suggest LRs (fastai's call).
 
-        Returns ``SuggestedLRs(valley, minimum, steep)``; the curve is in ``learn.recorder.lr_find_lrs``
-        / ``lr_find_losses`` and plotted when ``show_plot``.
+        Returns ``SuggestedLRs``, a named tuple with one field per function of ``suggest_funcs``
+        (``valley`` by default; ``minimum``, ``steep``, ``slide`` or your own); the curve is in
+        ``learn.recorder.lr_find_lrs`` / ``lr_find_losses`` and plotted when ``show_plot``.
         """
-        return schedule.run_lr_find(self, start_lr, end_lr, num_it, stop_div, show_plot)
+        return run_lr_find(self, start_lr, end_lr, num_it, stop_div, show_plot, suggest_funcs)
 
     # ----- evaluation --------------------------------------------------------------------------
     def validate(self, dl: Any = None) -> list[float]:
@@ -378,15 +223,15 @@ class Learner:
             from ..inference.predict import inorder_dl
 
             dl = inorder_dl(self.dls.train) if ds_idx == 0 else self.dls.valid
-        self._keep_inputs = with_input
+        gathered = self.gather_preds
+        gathered.with_input = with_input
         try:
             self._run_validation(dl)
         finally:
-            self._keep_inputs = False
-        if not self.val_preds:
+            gathered.with_input = False
+        if gathered.preds is None:
             raise ValueError(f"get_preds: the DataLoader yielded no batches ({dl!r})")
-        preds = torch.cat(self.val_preds)
-        targs = torch.cat(self.val_targs) if self.val_targs else None
+        preds, targs = gathered.preds, gathered.targs
         act = act or getattr(self.loss_func, "activation", None) or partial(torch.softmax, dim=-1)
         out: list[Any] = [act(preds), targs]
         if with_loss and targs is None:
@@ -394,7 +239,7 @@ class Learner:
         if with_loss:
             out.append(self._per_item_loss(preds, targs))
         if with_input:
-            out.append(torch.cat(self.val_inputs))
+            out.append(gathered.inputs)
         return tuple(out)
 
     def _per_item_loss(self, preds: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:

@@ -66,14 +66,11 @@ def set_hypers(opt: torch.optim.Optimizer, lrs: Sequence[float], mom: float | No
 def freeze_to(param_groups: Sequence[Sequence[nn.Parameter]], n: int, train_bn: bool, norm_ids: set[int]) -> int:
     """Freeze parameter groups ``[:n]`` (negative ``n`` counts from the end); returns the index frozen to.
 
-    With ``train_bn=True`` the normalization layers of frozen groups still train (fastai).
+    With ``train_bn=True`` the normalization layers of frozen groups still train (fastai). As in
+    fastai, ``freeze()`` (``n=-1``) on a model with a single group freezes nothing: that group is the
+    last one, so ``fine_tune`` on a plain ``Learner(dls, model)`` trains the whole model in both phases.
     """
     n_groups = len(param_groups)
-    if n != 0 and n_groups < 2:
-        raise ValueError(
-            "cannot freeze a model with a single parameter group: pass a splitter that returns "
-            "body and head groups, or train it whole with fit_one_cycle"
-        )
     idx = n if n >= 0 else n_groups + n
     if not 0 <= idx < n_groups:
         raise ValueError(f"freeze_to({n}) is out of range for a model with {n_groups} parameter groups")

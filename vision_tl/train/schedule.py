@@ -1,4 +1,4 @@
-"""Learning-rate and momentum schedules as pure functions, and the LR-finder's suggestions.
+"""Learning-rate and momentum schedules as pure functions (the LR finder itself is in ``lr_find.py``).
 
 Everything here is a function of training progress ``pct`` in [0, 1] (or of an iteration
 count), so it is easy to test and a resumed run recomputes the same values.
@@ -6,10 +6,9 @@ count), so it is easy to test and a resumed run recomputes the same values.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 LR = float | slice | Sequence[float]
 
@@ -100,127 +99,3 @@ def smooth(values: Sequence[float], beta: float = 0.98) -> list[float]:
         avg, count, s = ema_step(avg, count, v, beta)
         out.append(s)
     return out
-
-
-def valley(lrs: Sequence[float], losses: Sequence[float]) -> float:
-    """fastai's 'valley': the LR about half-way into the longest descending run of the loss curve."""
-    n = len(losses)
-    lds = [1] * n
-    max_start = max_end = 0
-    for i in range(1, n):
-        for j in range(i):
-            if losses[i] < losses[j] and lds[i] < lds[j] + 1:
-                lds[i] = lds[j] + 1
-            if lds[max_end] < lds[i]:
-                max_end, max_start = i, i - lds[i]
-    sections = (max_end - max_start) / 3
-    return float(lrs[max_start + int(sections) + int(sections / 2)])
-
-
-def minimum(lrs: Sequence[float], losses: Sequence[float]) -> float:
-    """One tenth of the LR at the lowest loss."""
-    return float(lrs[min(range(len(losses)), key=losses.__getitem__)]) / 10
-
-
-def steep(lrs: Sequence[float], losses: Sequence[float]) -> float:
-    """The LR where the loss falls fastest (steepest negative slope against log LR)."""
-    if len(lrs) < 2:
-        return float(lrs[0])
-    slopes = [(losses[i + 1] - losses[i]) / (math.log(lrs[i + 1]) - math.log(lrs[i])) for i in range(len(lrs) - 1)]
-    return float(lrs[min(range(len(slopes)), key=slopes.__getitem__)])
-
-
-def suggest_lrs(lrs: Sequence[float], losses: Sequence[float], skip_start: int = 10, skip_end: int = 5) -> dict[str, float]:
-    """``{"valley", "minimum", "steep"}`` from an LR-finder run (smoothed losses, ends trimmed)."""
-    if len(lrs) != len(losses) or len(lrs) < 3:
-        raise ValueError(f"suggest_lrs needs >= 3 matching lrs and losses, got {len(lrs)} and {len(losses)}")
-    if len(lrs) > skip_start + skip_end + 2:
-        lrs, losses = lrs[skip_start:len(lrs) - skip_end], losses[skip_start:len(losses) - skip_end]
-    return {"valley": valley(lrs, losses), "minimum": minimum(lrs, losses), "steep": steep(lrs, losses)}
-
-
-class SuggestedLRs(NamedTuple):
-    """The LR finder's suggestions (fastai's names)."""
-
-    valley: float
-    minimum: float
-    steep: float
-
-
-def run_lr_find(learn: Any, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100,
-                stop_div: bool = True, show_plot: bool = True) -> SuggestedLRs:
-    """``Learner.lr_find``: exponential LR ramp over ``num_it`` batches, then restore the training state.
-
-    Model, optimizer, gradient scaler, ``learn.epochs_done`` and the torch/CUDA/numpy/Python RNGs are
-    put back as they were, so a seeded fit after ``lr_find`` matches one without it.
-    """
-    from .callbacks import Callback, CancelFitException, CancelValidException, get_rng_states, set_rng_states
-
-    if not 0 < start_lr < end_lr:
-        raise ValueError(f"lr_find needs 0 < start_lr < end_lr, got start_lr={start_lr!r}, end_lr={end_lr!r}")
-    if num_it < 3:
-        raise ValueError(f"lr_find needs num_it >= 3, got {num_it!r}")
-
-    class _Finder(Callback):
-        order = -10  # see a diverging loss before TerminateOnNaN does
-
-        def before_fit(self) -> None:
-            self.lrs, self.losses, self.best, self.avg, self.n = [], [], math.inf, 0.0, 0
-
-        def before_validate(self) -> None:
-            raise CancelValidException()
-
-        def after_loss(self) -> None:
-            if not self.learn.training:
-                return
-            loss = float(self.learn.loss)
-            if not math.isfinite(loss):
-                raise CancelFitException()
-            self.avg, self.n, smoothed = ema_step(self.avg, self.n, loss)
-            self.lrs.append(self.learn.group_lrs()[-1])
-            self.losses.append(smoothed)
-            self.best = min(self.best, smoothed)
-            if (stop_div and smoothed > 4 * self.best) or len(self.lrs) >= num_it:
-                raise CancelFitException()
-
-    n_iter = len(learn.dls.train)
-    n_epoch = math.ceil(num_it / n_iter)
-    saved_model = copy.deepcopy(learn.raw_model.state_dict())
-    saved_opt = copy.deepcopy(learn.opt.state_dict()) if learn.opt is not None else None
-    # the scaler, the run-wide epoch count (it seeds shuffling and augmentation) and every RNG, so
-    # that lr_find leaves the next fit exactly as it would have been without it
-    scaler = learn.scaler
-    saved_scaler = copy.deepcopy(scaler.state_dict()) if scaler is not None else None
-    epochs_done, rng = learn.epochs_done, get_rng_states()
-    progress = getattr(learn, "progress", None)
-    show_table = getattr(progress, "show_table", False)
-    if progress is not None:
-        progress.show_table = False
-    finder = _Finder()
-
-    def sched(pct: float) -> tuple[list[float], None]:
-        i = min(round(pct * n_epoch * n_iter), num_it - 1)
-        return [exp_lr(i, num_it, start_lr, end_lr)] * learn.n_groups, None
-
-    try:
-        learn._fit(n_epoch, sched, cbs=[finder])
-    finally:
-        learn.raw_model.load_state_dict(saved_model)
-        if saved_opt is None:
-            learn.opt = None
-        else:
-            learn.opt.load_state_dict(saved_opt)
-        learn.scaler = scaler
-        if saved_scaler:  # a disabled scaler has no state (and refuses an empty dict)
-            scaler.load_state_dict(saved_scaler)
-        learn.epochs_done = epochs_done
-        set_rng_states(rng)
-        if progress is not None:
-            progress.show_table = show_table
-    learn.recorder.lr_find_lrs, learn.recorder.lr_find_losses = finder.lrs, finder.losses
-    if len(finder.lrs) < 3:
-        raise ValueError(f"lr_find stopped after {len(finder.lrs)} batches (loss diverged at once); lower start_lr")
-    sugg = SuggestedLRs(**suggest_lrs(finder.lrs, finder.losses))
-    if show_plot:
-        learn.recorder.plot_lr_find(sugg._asdict())
-    return sugg
