@@ -48,7 +48,9 @@ def make_bar(total: int, desc: str, unit: str = "it") -> Any:
         from tqdm.notebook import tqdm
     else:  # tqdm.auto would warn in a notebook without ipywidgets
         from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+    # every batch is drawn (miniters=1, no minimum interval): the live loss is never stale, and a bar that
+    # closes quickly still shows where it got to
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True, miniters=1, mininterval=0)
 
 
 class ProgressCallback(Callback):
