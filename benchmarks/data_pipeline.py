@@ -45,7 +45,7 @@ print(json.dumps({"img_s": statistics.median(one_pass() for _ in range(passes))}
 
 def make_images(folder: Path, n: int, seed: int = 0) -> Path:
     """Write ``n`` JPEGs of about 500x375 (both orientations), pets-style names; reuse them if present."""
-    from vision_tl.data.synthetic import synthetic_image
+    from vision_tl import synthetic_image
 
     marker = folder / ".vision_tl_benchmark"
     if folder.exists() and any(folder.iterdir()) and not marker.exists():
@@ -67,10 +67,7 @@ def make_images(folder: Path, n: int, seed: int = 0) -> Path:
 
 def ours(path: Path, size: int, workers: int, passes: int, bs: int, aug: bool) -> float:
     """Median img/s of full train passes with vision_tl."""
-    from vision_tl.data.batch_tfms import aug_transforms
-    from vision_tl.data.factories import ImageDataLoaders
-    from vision_tl.data.item_tfms import Resize
-    from vision_tl.data.sources import get_image_files
+    from vision_tl import ImageDataLoaders, Resize, aug_transforms, get_image_files
 
     files = get_image_files(path)
     dls = ImageDataLoaders.from_name_func(
@@ -90,8 +87,7 @@ def ours(path: Path, size: int, workers: int, passes: int, bs: int, aug: bool) -
 
 def decode_per_core(path: Path, size: int) -> tuple[float, float]:
     """Single-process img/s of decode + Resize(size), with and without JPEG draft mode."""
-    from vision_tl.data.images import load_rgb
-    from vision_tl.data.item_tfms import Resize
+    from vision_tl import Resize, load_rgb
 
     files, rz = sorted(path.glob("*.jpg")), Resize(size)
     rates = []

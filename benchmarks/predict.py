@@ -61,16 +61,14 @@ VTL_SCRIPT = r"""
 import json, statistics, sys, time
 from pathlib import Path
 import torch
-from vision_tl import Resize, get_image_files, load_learner
-from vision_tl.inference.predict import Predictor
-from vision_tl.models.build import ModelConfig, build_model
+from vision_tl import ModelConfig, Predictor, Resize, build_model, get_image_files, imagenet_stats, load_learner
 args = json.loads(sys.argv[1])
 torch.set_num_threads(args["threads"])
 data, tmp = Path(args["data"]), Path(args["tmp"])
 files = get_image_files(data)
 classes = sorted({f.parent.name for f in files})
 cfg = ModelConfig(arch=args["arch"], n_out=len(classes))
-Predictor(build_model(cfg), classes, [Resize(args["size"])], (cfg.mean, cfg.std), model_config=cfg).export(tmp / "m.vtl")
+Predictor(build_model(cfg), classes, [Resize(args["size"])], imagenet_stats, model_config=cfg).export(tmp / "m.vtl")
 pred = load_learner(tmp / "m.vtl", device="cpu")
 for f in files[:5]:
     pred.predict(f)
@@ -110,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    from vision_tl.data.synthetic import make_synthetic_folder
+    from vision_tl import make_synthetic_folder
 
     fastai_ok = not args.skip_fastai and FASTAI_PYTHON.exists()
     with tempfile.TemporaryDirectory() as tmp:

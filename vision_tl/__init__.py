@@ -16,9 +16,14 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # data: sources, images, transforms, loaders
     "get_image_files": ".data.sources",
+    "parent_label": ".data.sources",
+    "RegexLabeller": ".data.sources",
+    "label_items": ".data.sources",
+    "df_files_labels": ".data.sources",
     "RandomSplitter": ".data.sources",
     "ImageError": ".data.images",
     "open_image": ".data.images",
+    "load_rgb": ".data.images",
     "verify_images": ".data.images",
     "Resize": ".data.item_tfms",
     "RandomResizedCrop": ".data.item_tfms",
@@ -28,18 +33,24 @@ _EXPORTS: dict[str, str] = {
     "ImageDataLoaders": ".data.factories",
     "DataLoaders": ".data.dataloaders",
     "URLs": ".data.external",
+    "DownloadError": ".data.external",
     "untar_data": ".data.external",
     "download_url": ".data.external",
     "make_synthetic_pets": ".data.synthetic",
     "make_synthetic_folder": ".data.synthetic",
+    "synthetic_image": ".data.synthetic",
     # models
     "create_body": ".models.backbones",
     "create_head": ".models.heads",
     "ModelConfig": ".models.build",
-    # training
-    "Learner": ".train.learner",
-    "vision_learner": ".train.learner",
-    "cnn_learner": ".train.learner",
+    "build_model": ".models.build",
+    "Preprocess": ".models.preprocess",
+    "PretrainedWeightsError": ".models.backbones",
+    "find_pretrained": ".models.hub",
+    # training (the Learner classes are the inference layer's: training plus predict/export)
+    "Learner": ".inference.learner",
+    "vision_learner": ".inference.learner",
+    "cnn_learner": ".inference.learner",
     "Callback": ".train.callbacks",
     "EarlyStoppingCallback": ".train.callbacks",
     "SaveModelCallback": ".train.callbacks",
@@ -56,8 +67,13 @@ _EXPORTS: dict[str, str] = {
     "Recall": ".metrics",
     # inference
     "load_learner": ".inference.export",
+    "read_manifest": ".inference.export",
+    "Predictor": ".inference.predict",
+    "check_onnx": ".inference.onnx",
     "export_onnx": ".inference.onnx",
     "ClassificationInterpretation": ".inference.interpret",
+    # the lesson-1 demo (``vision-tl demo``)
+    "run_demo": ".demo",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -162,7 +162,7 @@ def expand_images(specs: Sequence[str]) -> list[Path]:
     """Files, folders (recursively, image files only) and glob patterns -> a list of files, in order."""
     import glob
 
-    from .data.sources import get_image_files
+    from vision_tl import get_image_files
 
     out: list[Path] = []
     for spec in specs:
@@ -186,7 +186,7 @@ def expand_images(specs: Sequence[str]) -> list[Path]:
 
 def labelled_files(data: Path, label_from: Sequence[str]) -> tuple[list[Path], list[str]]:
     """The image files under ``data`` and their labels, by ``--label-from``."""
-    from .data.sources import RegexLabeller, df_files_labels, get_image_files, label_items, parent_label
+    from vision_tl import RegexLabeller, df_files_labels, get_image_files, label_items, parent_label
 
     kind, arg = parse_label_from(label_from)
     if not data.is_dir():
@@ -207,9 +207,7 @@ def labelled_files(data: Path, label_from: Sequence[str]) -> tuple[list[Path], l
 
 def _dataloaders(args: argparse.Namespace) -> Any:
     """DataLoaders for ``train`` and ``lr-find`` from DATA and ``--label-from``."""
-    from .data.batch_tfms import aug_transforms
-    from .data.factories import ImageDataLoaders
-    from .data.item_tfms import Resize
+    from vision_tl import ImageDataLoaders, Resize, aug_transforms
 
     kind, arg = parse_label_from(args.label_from)
     if not args.data.is_dir():
@@ -220,7 +218,7 @@ def _dataloaders(args: argparse.Namespace) -> Any:
         split_by_folder = (args.data / "train").is_dir() and (args.data / "valid").is_dir()
         return ImageDataLoaders.from_folder(args.data, valid_pct=None if split_by_folder else args.valid_pct, **common)
     if kind == "name-re":
-        from .data.sources import get_image_files
+        from vision_tl import get_image_files
 
         return ImageDataLoaders.from_name_re(args.data, get_image_files(args.data), arg, valid_pct=args.valid_pct,
                                              **common)
@@ -228,8 +226,7 @@ def _dataloaders(args: argparse.Namespace) -> Any:
 
 
 def _learner(args: argparse.Namespace) -> Any:
-    from .metrics import accuracy, error_rate
-    from .train.learner import vision_learner
+    from vision_tl import accuracy, error_rate, vision_learner
 
     if args.weights is not None and not args.weights.is_file():
         raise CLIError(f"--weights file not found: {str(args.weights)!r}")
@@ -256,7 +253,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from .inference.export import load_learner
+    from vision_tl import load_learner
 
     _check_new(args.csv, args.overwrite, "--csv")
     files = expand_images(args.images)
@@ -298,9 +295,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .inference.export import load_learner
-    from .inference.interpret import ClassificationInterpretation
-    from .metrics import accuracy
+    from vision_tl import ClassificationInterpretation, accuracy, load_learner
 
     _check_new(args.confusion_matrix, args.overwrite, "--confusion-matrix")
     files, labels = labelled_files(args.data, args.label_from)
@@ -340,8 +335,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from .inference.export import load_learner
-    from .inference.onnx import check_onnx, export_onnx
+    from vision_tl import check_onnx, export_onnx, load_learner
 
     _check_new(args.out, args.overwrite, "OUT")
     pred = load_learner(args.model, device="cpu")
@@ -355,7 +349,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import json
 
-    from .inference.export import read_manifest
+    from vision_tl import read_manifest
 
     print(json.dumps(read_manifest(args.model), indent=2))
     return 0
@@ -365,7 +359,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import json
 
     try:
-        from .demo import run_demo
+        from vision_tl import run_demo
     except ImportError as e:
         raise CLIError(f"the demo is not available in this installation ({e})") from None
     result = run_demo(out=args.out, real=args.real, arch=args.arch, epochs=args.epochs, size=args.size,

@@ -48,7 +48,7 @@ def _prepare_out(out: Path) -> Path:
 
 def synthetic_pets(root: Path, n_images: int, seed: int) -> Path:
     """The offline data set under ``root``, generated once per (n_images, seed) and then reused."""
-    from .data.synthetic import make_synthetic_pets
+    from vision_tl import make_synthetic_pets
 
     path = root / f"synthetic_pets_n{n_images}_seed{seed}"
     if not (path / "done.json").exists():
@@ -59,11 +59,7 @@ def synthetic_pets(root: Path, n_images: int, seed: int) -> Path:
 
 def _make_learner(dls: Any, arch: str, require_pretrained: bool) -> tuple[Any, bool]:
     """``vision_learner`` with pretrained weights when reachable, else random init (said aloud)."""
-    from .data.external import DownloadError
-    from .metrics import error_rate
-    from .models.backbones import PretrainedWeightsError
-    from .models.hub import find_pretrained
-    from .train.learner import vision_learner
+    from vision_tl import DownloadError, PretrainedWeightsError, error_rate, find_pretrained, vision_learner
 
     pretrained, weights, why = find_pretrained(arch)
     if pretrained:
@@ -83,7 +79,7 @@ def _make_learner(dls: Any, arch: str, require_pretrained: bool) -> tuple[Any, b
 def _loss_history() -> Any:
     """A callback that keeps every training loss and each epoch's validation loss across the two
     fits of ``fine_tune`` (the Recorder starts afresh with each fit)."""
-    from .train.callbacks import Callback
+    from vision_tl import Callback
 
     class LossHistory(Callback):
         def __init__(self) -> None:
@@ -163,13 +159,16 @@ def run_demo(
     Returns ``{"error_rate", "files", "pretrained", "arch", "size", "predictions", "seconds", ...}``;
     ``files`` are the exported model and the plots written into ``out``.
     """
-    from .data.external import URLs, untar_data
-    from .data.factories import ImageDataLoaders
-    from .data.item_tfms import Resize
-    from .data.sources import get_image_files
-    from .inference.export import load_learner
-    from .inference.interpret import ClassificationInterpretation
-    from .metrics import error_rate
+    from vision_tl import (
+        ClassificationInterpretation,
+        ImageDataLoaders,
+        Resize,
+        URLs,
+        error_rate,
+        get_image_files,
+        load_learner,
+        untar_data,
+    )
 
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")

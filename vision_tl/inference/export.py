@@ -17,14 +17,16 @@ import struct
 import warnings
 import zipfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..data.batch_tfms import _BATCH_TFMS, batch_tfm_from_dict
 from ..files import sibling_temp
-from .predict import Predictor, _as_normalize
+from ..models.build import ModelConfig, build_model
+from ..models.preprocess import Preprocess
+from .predict import Predictor
 
 FORMAT_NAME = "vision_tl.learner"
 FORMAT_VERSION = 1  # bump when the manifest changes incompatibly
@@ -71,31 +73,12 @@ def build_manifest(predictor: Predictor) -> dict[str, Any]:
             "export needs the ModelConfig the model was built from (learn.model_config), got None: "
             "models built by vision_learner have one; for a custom model save its state_dict instead"
         )
-    for t in predictor.item_tfms:
-        if not callable(getattr(t, "to_dict", None)):
-            raise ValueError(
-                f"export: item transform {t!r} cannot be saved (it has no to_dict()); the loaded model would "
-                "see differently prepared images. Use vision_tl's Resize / RandomResizedCrop"
-            )
-    item_tfms = [t.to_dict() for t in predictor.item_tfms]
-    size = predictor.item_tfms[-1].size if predictor.item_tfms else cfg.input_size
-    mean, std = predictor.normalize if predictor.normalize is not None else (None, None)
-    batch_tfms = []
-    for t in predictor.batch_tfms:
-        if type(t).__name__ not in _BATCH_TFMS:
-            warnings.warn(f"export: batch transform {t!r} is not a vision_tl transform and is not saved; "
-                          "the loaded model predicts without it", stacklevel=3)
-            continue
-        batch_tfms.append(t.to_dict())
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "model_config": cfg.to_dict(),
         "vocab": list(predictor.vocab),
-        "item_tfms": item_tfms,
-        "batch_tfms": batch_tfms,
-        "normalize": None if mean is None else {"mean": list(mean), "std": list(std)},
-        "input_size": None if size is None else list(size),
+        **predictor.spec.to_dict(),  # item_tfms, batch_tfms, normalize, input_size, activation
         "versions": _versions(),
     }
 
@@ -139,6 +122,8 @@ def write_vtl(fname: str | Path, tensors: Mapping[str, torch.Tensor], manifest: 
     manifest = {**manifest, "weights_sha256": weights_sha256(tensors)}
     text = json.dumps(manifest, sort_keys=True)
     meta = {MANIFEST_KEY: text, MANIFEST_SHA_KEY: hashlib.sha256(text.encode()).hexdigest()}
+    if manifest.get("normalize"):  # plain keys, so the file can seed vision_learner(weights=...) with its stats
+        meta.update({k: json.dumps(manifest["normalize"][k]) for k in ("mean", "std")})
     tmp = sibling_temp(path)
     try:
         with open(tmp, "wb") as f:
@@ -299,9 +284,6 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from ..data.item_tfms import item_tfm_from_dict
-    from ..models.build import ModelConfig, build_model
-
     path = Path(fname)
     m = read_manifest(path)
     try:
@@ -312,10 +294,9 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
         raise ExportFormatError(path, "the weights do not match their checksum (the file was edited or corrupted)")
     try:
         cfg = ModelConfig.from_dict(m["model_config"])
-        item_tfms = [item_tfm_from_dict(d) for d in m["item_tfms"]]
-        batch_tfms = [batch_tfm_from_dict(d) for d in m.get("batch_tfms") or []]
-        norm = m.get("normalize")
-        normalize = None if norm is None else _as_normalize((norm["mean"], norm["std"]))
+        spec = Preprocess.from_dict(m)  # older manifests have no activation: softmax
+        if spec.input_size is None:
+            spec = replace(spec, input_size=cfg.input_size)
     except (ValueError, TypeError, KeyError) as e:
         raise ExportFormatError(path, f"the manifest is invalid: {e}") from None
     if cfg.n_out != len(m["vocab"]):
@@ -335,5 +316,4 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
         raise ValueError(f"load_learner: cpu=True contradicts device={device!r}")
     if device is None:
         device = "cpu" if cpu or not torch.cuda.is_available() else "cuda"
-    return Predictor(model, m["vocab"], item_tfms, normalize, device=device, model_config=cfg, batch_tfms=batch_tfms,
-                     channels_last=True)
+    return Predictor.from_spec(model, m["vocab"], spec, device=device, model_config=cfg, channels_last=True)

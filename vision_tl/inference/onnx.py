@@ -3,7 +3,8 @@
 The graph's input ``image`` is a batch of RGB images, NCHW, already resized to the model's input
 size (the ``input_size`` metadata entry): ``uint8`` in 0-255 (the default) or ``float32`` in [0, 1]
 (``input_dtype="float32"``). Scaling, the valid-time batch transforms and normalization happen
-inside the graph; the output ``probs`` is ``(N, n_classes)`` softmax probabilities. The class names,
+inside the graph; the output ``probs`` is ``(N, n_classes)``: the spec's activation (softmax probabilities
+for a single-label classifier). The class names,
 input size and dtype are stored in the model's ``metadata_props`` (``vocab`` is a JSON list).
 Needs the ``onnx`` extra (onnx, onnxscript; onnxruntime for the check).
 """
@@ -12,38 +13,38 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..data.batch_tfms import Normalize, apply_batch_tfms
 from ..files import sibling_temp
+from ..models.predict_step import activate, prepare_batch
 from .predict import Predictor
 
 _DTYPES = ("uint8", "float32")
+_OUTPUTS = {"softmax": "softmax probabilities", "sigmoid": "sigmoid probabilities", "none": "logits"}
 
 
 class PreprocessedClassifier(nn.Module):
-    """``model`` behind the predictor's preprocessing (``apply_batch_tfms``: to [0, 1] for uint8 input, the
-    valid-time batch transforms, normalization), then softmax."""
+    """``model`` behind the predictor's preprocessing and activation: ``predict_step``'s own pieces
+    (``prepare_batch``: to [0, 1] for uint8 input, the valid-time batch transforms, normalization;
+    ``activate``), without its inference mode, which tracing cannot go through."""
 
     def __init__(self, predictor: Predictor) -> None:
         super().__init__()
         self.model = predictor.model
-        # a fresh Normalize: the one the predictor uses caches its constants, which tracing must not touch
-        norm = [Normalize(*predictor.normalize)] if predictor.normalize is not None else []
-        self.tfms = [*predictor.batch_tfms, *norm]
+        # a copy of the spec: its normalizer caches device constants, which tracing must not touch
+        self.spec = replace(predictor.spec)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(apply_batch_tfms(image, self.tfms, train=False)), dim=1)
+        return activate(self.model(prepare_batch(image, self.spec, batch_tfms=True)), self.spec.activation)
 
 
 def _input_size(predictor: Predictor) -> tuple[int, int]:
-    if predictor.item_tfms:
-        return tuple(predictor.item_tfms[-1].size)
-    size = getattr(predictor.model_config, "input_size", None)
+    size = predictor.spec.input_size or getattr(predictor.model_config, "input_size", None)
     if size is None:
         raise ValueError("export_onnx needs an input size: the predictor has no item transforms and no input_size")
     return tuple(size)
@@ -95,7 +96,7 @@ def _metadata(pred: Predictor, size: tuple[int, int], input_dtype: str) -> dict[
         "input_size": json.dumps(list(size)),
         "input_dtype": input_dtype,
         "input_layout": "NCHW RGB",
-        "output": "probs: softmax probabilities, one column per vocab entry",
+        "output": f"probs: {_OUTPUTS[pred.spec.activation]}, one column per vocab entry",
         "item_tfms": json.dumps([t.to_dict() for t in pred.item_tfms]),
         "vision_tl_version": __version__,
     }

@@ -6,9 +6,11 @@ that reacts to the named events listed in ``callbacks.py``. ``learn.model`` may 
 (DDP, ``torch.compile``) by a callback; ``learn.raw_model`` is always the plain module that is
 saved and exported.
 
-Parameter groups, the optimizer and freezing are in ``param_groups.py``; save/load and resumable
-checkpoints in ``checkpoint.py``; the ``vision_learner`` factory in ``vision.py`` (re-exported
-here); prediction and export in ``vision_tl.inference`` (imported when first used).
+Inputs are normalized from the learner's ``Preprocess`` spec (``learn.preprocess``) right before the
+model, in ``prepare_batch``: the same step prediction uses. Parameter groups, the optimizer and
+freezing are in ``param_groups.py``; save/load and resumable checkpoints in ``checkpoint.py``; the
+``vision_learner`` factory in ``vision.py``. Prediction and export are not here: the inference layer's
+``Learner`` (``vision_tl.Learner``) subclasses this one and adds them.
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..data.tfmd_dl import default_device
+from ..data.batch_tfms import has_normalize
+from ..data.tfmd_dl import default_device, inorder_dl
 from ..metrics import metric_name
 from ..models.build import ModelConfig
+from ..models.predict_step import activate, prepare_batch
+from ..models.preprocess import Preprocess
 from ..models.split import check_groups, default_splitter
 from . import checkpoint, param_groups, schedule
 from .callbacks import (
@@ -42,9 +46,8 @@ from .callbacks import (
     TerminateOnNaNCallback,
 )
 from .param_groups import adamw
-from .vision import cnn_learner, vision_learner
 
-__all__ = ["Learner", "TrainingOOMError", "adamw", "cnn_learner", "default_device", "vision_learner"]
+__all__ = ["Learner", "TrainingOOMError", "adamw", "default_device"]
 
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
@@ -54,7 +57,11 @@ class TrainingOOMError(RuntimeError):
 
 
 class Learner:
-    """Train ``model`` on ``dls``; see ``vision_learner`` for the usual way to make one."""
+    """Train ``model`` on ``dls``; see ``vision_learner`` for the usual way to make one.
+
+    ``preprocess`` (a ``Preprocess``) says how inputs are normalized and outputs activated; by
+    default it is read from ``dls`` (a ``Normalize`` in its ``batch_tfms``, else no normalization).
+    """
 
     def __init__(
         self, dls: Any, model: nn.Module, loss_func: Callable | None = None, opt_func: Callable = adamw,
@@ -63,6 +70,7 @@ class Learner:
         model_dir: str | Path = "models", wd: float | None = None, train_bn: bool = True,
         moms: tuple[float, float, float] = (0.95, 0.85, 0.95), model_config: ModelConfig | None = None,
         device: torch.device | str | None = None, lr_mults: Sequence[float] | None = None, amp: bool | None = None,
+        preprocess: Preprocess | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
         if hasattr(dls, "to"):
@@ -73,6 +81,7 @@ class Learner:
         self.metrics = [] if metrics is None else list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
         self.path = Path(path if path is not None else getattr(dls, "path", None) or ".")
         self.model_dir, self.model_config = Path(model_dir), model_config
+        self.preprocess = preprocess if preprocess is not None else Preprocess.from_dls(dls)
         self.param_groups = check_groups(self.raw_model, splitter(self.raw_model))
         self.lr_mults = list(lr_mults) if lr_mults is not None else [1.0] * self.n_groups
         if len(self.lr_mults) != self.n_groups:
@@ -138,6 +147,18 @@ class Learner:
         except ex:
             self(f"after_cancel_{name}")
         self(f"after_{name}")
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """The preprocessing spec: this learner's normalization and activation with ``dls``'s validation
+        transforms (what ``export`` saves and prediction uses)."""
+        return self._preprocess.with_dls(self.dls)
+
+    @preprocess.setter
+    def preprocess(self, spec: Preprocess) -> None:
+        if not isinstance(spec, Preprocess):
+            raise TypeError(f"preprocess must be a Preprocess, got {type(spec).__name__}")
+        self._preprocess = spec
 
     # ----- model, groups, optimizer ----------------------------------------------------------
     @property
@@ -238,7 +259,8 @@ class Learner:
             self._batch(b)
 
     def _batch(self, b: Sequence[torch.Tensor]) -> None:
-        self.xb, self.yb = tuple(b[:1]), tuple(b[1:])
+        normalize = not has_normalize(getattr(self.dl, "batch_tfms", None))  # a user's Normalize: theirs alone
+        self.xb, self.yb = (prepare_batch(b[0], self._preprocess, normalize=normalize),), tuple(b[1:])
         self._with_events(self._do_batch, "batch", CancelBatchException)
 
     def _do_batch(self) -> None:
@@ -366,15 +388,13 @@ class Learner:
                   act: Callable | None = None) -> tuple:
         """Predictions over a whole DataLoader: ``(probs, targets[, losses][, inputs])``.
 
-        ``act`` defaults to softmax; ``targets`` is None for an unlabelled ``test_dl``. ``ds_idx=0``
+        ``act`` defaults to the spec's activation (softmax); ``targets`` is None for an unlabelled ``test_dl``. ``ds_idx=0``
         predicts the training set in dataset order, every item, with the valid-time transforms (the
         training loader itself shuffles, drops a last partial batch and augments).
         """
         if dl is None:
             if ds_idx not in (0, 1):
                 raise ValueError(f"ds_idx must be 0 (train) or 1 (valid), got {ds_idx!r}")
-            from ..inference.predict import inorder_dl
-
             dl = inorder_dl(self.dls.train) if ds_idx == 0 else self.dls.valid
         self._keep_inputs = with_input
         try:
@@ -385,7 +405,7 @@ class Learner:
             raise ValueError(f"get_preds: the DataLoader yielded no batches ({dl!r})")
         preds = torch.cat(self.val_preds)
         targs = torch.cat(self.val_targs) if self.val_targs else None
-        out: list[Any] = [(act or partial(torch.softmax, dim=-1))(preds), targs]
+        out: list[Any] = [act(preds) if act is not None else activate(preds, self._preprocess.activation), targs]
         if with_loss and targs is None:
             raise ValueError("get_preds(with_loss=True) needs labels; this DataLoader yields images only")
         if with_loss:
@@ -430,57 +450,6 @@ class Learner:
     def save_checkpoint(self, name: str | Path) -> Path:
         """Everything needed to resume after this epoch: model, optimizer, scaler, epoch, RNGs, history."""
         return checkpoint.save_checkpoint(self, name)
-
-    # ----- inference (implemented in vision_tl.inference) ---------------------------------------
-    def predict(self, item: Any) -> tuple:
-        """``(label, index, probs)`` for one image (path, bytes, PIL image or array)."""
-        return self._predictor().predict(item)
-
-    def predict_batch(self, items: Sequence[Any], **kwargs: Any) -> Any:
-        """Class probabilities ``(n, c)`` for many images, decoded in worker processes (see ``Predictor``)."""
-        return self._predictor().predict_batch(items, **kwargs)
-
-    def top_k(self, item: Any, k: int = 3) -> list[tuple[str, float]]:
-        """The ``k`` most likely ``(label, probability)`` pairs for one image, most likely first."""
-        return self._predictor().top_k(item, k)
-
-    def _predictor(self) -> Any:
-        """The ``Predictor`` of this learner, rebuilt only when what it was built from changed."""
-        from ..inference.predict import Predictor
-
-        model = self.raw_model
-        param = next(model.parameters(), None)
-        dls = self.dls
-        key = (model, None if param is None else (param.device, param.dtype), dls, tuple(dls.vocab),
-               tuple(repr(t) for t in dls.item_tfms), tuple((id(t), repr(t)) for t in dls.batch_tfms),
-               self.model_config)
-        cached = getattr(self, "_predictor_cache", None)
-        if cached is None or cached[0] != key:  # the model and dls compare by identity
-            self._predictor_cache = (key, Predictor.from_learner(self))
-        return self._predictor_cache[1]
-
-    def tta(self, **kwargs: Any) -> Any:
-        from ..inference.predict import tta
-
-        return tta(self, **kwargs)
-
-    def show_results(self, **kwargs: Any) -> Any:
-        from ..inference.interpret import show_results
-
-        return show_results(self, **kwargs)
-
-    def export(self, fname: str | Path = "export.vtl") -> Path:
-        """Write the ``.vtl`` file (under torchrun: rank 0 writes, the other ranks wait and get None)."""
-        from ..inference.export import export_learner
-        from .distributed import rank0_only
-
-        return rank0_only(export_learner)(self, fname)
-
-    def export_onnx(self, fname: str | Path, **kwargs: Any) -> Path:
-        from ..inference.onnx import export_onnx
-        from .distributed import rank0_only
-
-        return rank0_only(export_onnx)(self, fname, **kwargs)
 
     def distrib_ctx(self, **kwargs: Any) -> Any:
         """``with learn.distrib_ctx():`` trains data-parallel (DDP) when launched by torchrun; else a no-op.
