@@ -144,6 +144,23 @@ def _examples(items: list[Path], n: int = 4) -> list[Path]:
     return (cats[: n // 2] + dogs[: n - n // 2]) if cats and dogs else list(items[:n])
 
 
+def _pets_dls(out: Path, real: bool, n_images: int, seed: int, size: int, bs: int) -> tuple[Path, Any]:
+    """``(data folder, DataLoaders)``: Oxford-IIIT Pet (``real``) or the offline synthetic set, cats vs dogs."""
+    from vision_tl import ImageDataLoaders, Resize, URLs, get_image_files, untar_data
+
+    if real:
+        _say(f"Oxford-IIIT Pet from {URLs.PETS} (downloaded once, then read from the cache)")
+        path = untar_data(URLs.PETS)
+    else:
+        path = synthetic_pets(out / "data", n_images, seed)
+        _say(f"offline: synthetic pets-like images in {path / 'images'} (Breed_N.jpg, cat = capitalised)")
+    files = get_image_files(path / "images")
+    return path, ImageDataLoaders.from_name_func(
+        path, files, valid_pct=0.2, seed=seed, label_func=is_cat, item_tfms=Resize(size), bs=bs,
+        num_workers=min(4, os.cpu_count() or 1) if real else 0,
+    )
+
+
 def run_demo(
     out: Path = Path("demo_out"),
     real: bool = False,
@@ -159,16 +176,7 @@ def run_demo(
     Returns ``{"error_rate", "files", "pretrained", "arch", "size", "predictions", "seconds", ...}``;
     ``files`` are the exported model and the plots written into ``out``.
     """
-    from vision_tl import (
-        ClassificationInterpretation,
-        ImageDataLoaders,
-        Resize,
-        URLs,
-        error_rate,
-        get_image_files,
-        load_learner,
-        untar_data,
-    )
+    from vision_tl import ClassificationInterpretation, error_rate, load_learner
 
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -179,17 +187,7 @@ def run_demo(
     arch = arch or (_REAL_ARCH if real else _OFFLINE_ARCH)
     size = size or (_REAL_SIZE if real else _OFFLINE_SIZE)
     bs = bs or (64 if real else 32)  # --real: fastai's default batch size, as in the lesson
-    if real:
-        _say(f"Oxford-IIIT Pet from {URLs.PETS} (downloaded once, then read from the cache)")
-        path = untar_data(URLs.PETS)
-    else:
-        path = synthetic_pets(out / "data", n_images, seed)
-        _say(f"offline: synthetic pets-like images in {path / 'images'} (Breed_N.jpg, cat = capitalised)")
-    files = get_image_files(path / "images")
-    dls = ImageDataLoaders.from_name_func(
-        path, files, valid_pct=0.2, seed=seed, label_func=is_cat, item_tfms=Resize(size), bs=bs,
-        num_workers=min(4, os.cpu_count() or 1) if real else 0,
-    )
+    path, dls = _pets_dls(out, real, n_images, seed, size, bs)
     _say(f"{len(dls.train_ds)} training and {len(dls.valid_ds)} validation images, classes {dls.vocab}")
     import torch
 
