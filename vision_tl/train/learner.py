@@ -388,9 +388,9 @@ class Learner:
                   act: Callable | None = None) -> tuple:
         """Predictions over a whole DataLoader: ``(probs, targets[, losses][, inputs])``.
 
-        ``act`` defaults to the spec's activation (softmax); ``targets`` is None for an unlabelled ``test_dl``. ``ds_idx=0``
-        predicts the training set in dataset order, every item, with the valid-time transforms (the
-        training loader itself shuffles, drops a last partial batch and augments).
+        ``act`` defaults to the spec's activation (softmax); ``targets`` is None for an unlabelled
+        ``test_dl``. ``ds_idx=0`` predicts the training set in dataset order, every item, with the
+        valid-time transforms (the training loader itself shuffles, drops a last partial batch and augments).
         """
         if dl is None:
             if ds_idx not in (0, 1):
