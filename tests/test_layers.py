@@ -114,3 +114,18 @@ def test_lint_imports_keeps_the_layers_contract():
                        text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "1 kept, 0 broken" in r.stdout
+
+
+def test_the_public_learner_adds_prediction_and_export_on_top_of_the_training_learner():
+    """train/ cannot import inference/, so the conveniences live on the inference layer's subclass,
+    and that subclass is what ``vision_tl.Learner`` and ``vision_learner`` give users."""
+    import inspect
+
+    from vision_tl.train.learner import Learner as TrainLearner
+
+    assert issubclass(vision_tl.Learner, TrainLearner) and vision_tl.Learner is not TrainLearner
+    for name in ("predict", "predict_batch", "top_k", "tta", "show_results", "export", "export_onnx"):
+        assert hasattr(vision_tl.Learner, name) and not hasattr(TrainLearner, name), name
+    params = inspect.signature(vision_tl.vision_learner).parameters
+    assert params["learner_cls"].default is TrainLearner  # the wrapper passes vision_tl.Learner instead
+    assert vision_tl.cnn_learner is vision_tl.vision_learner
