@@ -52,7 +52,7 @@ print(json.dumps({"img_s": statistics.median(one_pass() for _ in range(passes))}
 
 def make_images(folder: Path, n: int, seed: int = 0) -> Path:
     """Write ``n`` JPEGs of about 500x375 (both orientations), pets-style names; reuse them if present."""
-    from vision_tl.data.synthetic import synthetic_image
+    from vision_tl import synthetic_image
 
     marker = folder / ".vision_tl_benchmark"
     if folder.exists() and any(folder.iterdir()) and not marker.exists():
@@ -108,8 +108,7 @@ def ours(path: Path, size: int, workers: int, passes: int, bs: int, aug: bool, d
 
 def decode_per_core(path: Path, size: int) -> tuple[float, float]:
     """Single-process img/s of decode + Resize(size), with and without JPEG draft mode."""
-    from vision_tl.data.images import load_rgb
-    from vision_tl.data.item_tfms import Resize
+    from vision_tl import Resize, load_rgb
 
     files, rz = sorted(path.glob("*.jpg")), Resize(size)
     rates = []

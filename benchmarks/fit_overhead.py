@@ -43,7 +43,7 @@ for line in sys.stdin:  # one timed fine_tune(1) per request, so runs interleave
 
 
 def make_folder(root: Path, n_per_class: int, n_classes: int, min_side: int, max_side: int) -> Path:
-    from vision_tl.data.synthetic import make_synthetic_folder
+    from vision_tl import make_synthetic_folder
 
     classes = [f"class{i}" for i in range(n_classes)]
     if not all((root / c).is_dir() for c in classes):
@@ -53,8 +53,7 @@ def make_folder(root: Path, n_per_class: int, n_classes: int, min_side: int, max
 
 
 def make_dls(path: Path, args: argparse.Namespace):
-    from vision_tl.data.factories import ImageDataLoaders
-    from vision_tl.data.item_tfms import Resize
+    from vision_tl import ImageDataLoaders, Resize
 
     return ImageDataLoaders.from_folder(path, valid_pct=0.2, seed=0, item_tfms=Resize(args.size), bs=args.bs,
                                         num_workers=args.workers, device="cpu")
@@ -78,8 +77,7 @@ class Timer:
 
 
 def time_ours(path: Path, args: argparse.Namespace) -> tuple[float, float]:
-    from vision_tl.metrics import error_rate
-    from vision_tl.train.learner import vision_learner
+    from vision_tl import error_rate, vision_learner
 
     learn = vision_learner(make_dls(path, args), arch_of(args.arch), pretrained=False, metrics=error_rate)
     learn.remove_cb(learn.progress)  # fastai runs with no_bar()/no_logging() too
@@ -93,7 +91,7 @@ def time_raw(path: Path, args: argparse.Namespace) -> tuple[float, float]:
     import torch
     from torch import nn
 
-    from vision_tl.train.learner import vision_learner
+    from vision_tl import vision_learner
 
     dls = make_dls(path, args)
     # vision_learner only to build the identical model/groups/normalization; it is not used to train

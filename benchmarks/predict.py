@@ -69,9 +69,7 @@ VTL_SCRIPT = r"""
 import json, statistics, sys, time
 from pathlib import Path
 import torch
-from vision_tl import Resize, get_image_files, load_learner
-from vision_tl.inference.predict import Predictor
-from vision_tl.models.build import ModelConfig, build_model
+from vision_tl import ModelConfig, Predictor, Resize, build_model, get_image_files, imagenet_stats, load_learner
 args = json.loads(sys.argv[1])
 torch.set_num_threads(args["threads"])
 data, tmp = Path(args["data"]), Path(args["tmp"])
@@ -81,7 +79,7 @@ cfg = ModelConfig(arch=args["arch"], n_out=len(classes))
 torch.manual_seed(0)  # the same file every round, so the onnxruntime graph is built once and then cached
 model = build_model(cfg)
 if not (tmp / "m.vtl").exists():
-    Predictor(model, classes, [Resize(args["size"])], (cfg.mean, cfg.std), model_config=cfg).export(tmp / "m.vtl")
+    Predictor(model, classes, [Resize(args["size"])], imagenet_stats, model_config=cfg).export(tmp / "m.vtl")
 pred = load_learner(tmp / "m.vtl", device="cpu", backend=args["backend"])
 assert pred.backend == args["backend"], pred.backend
 for f in files[:5]:
@@ -171,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    from vision_tl.data.synthetic import make_synthetic_folder
+    from vision_tl import make_synthetic_folder
 
     notes = []
     fastai_ok = not args.skip_fastai and FASTAI_PYTHON.exists()

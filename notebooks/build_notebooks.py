@@ -176,8 +176,7 @@ Load the file `learn.export` wrote, classify one image, a whole folder in batche
 ONNX for runtimes without PyTorch. We use the model the demo exports (`vision-tl demo` writes
 `demo_out/pets_classifier.vtl`); if it is not there yet, the next cell runs the demo first."""),
     ("code", SETUP),
-    ("code", """from vision_tl import get_image_files, load_learner
-from vision_tl.demo import run_demo
+    ("code", """from vision_tl import get_image_files, load_learner, run_demo
 
 model_file = Path(os.environ.get("VISION_TL_MODEL", "demo_out/pets_classifier.vtl"))
 if not model_file.exists():

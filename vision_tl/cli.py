@@ -184,7 +184,7 @@ def expand_images(specs: Sequence[str]) -> list[Path]:
     """Files, folders (recursively, image files only) and glob patterns -> a list of files, in order."""
     import glob
 
-    from .data.sources import get_image_files
+    from vision_tl import get_image_files
 
     out: list[Path] = []
     for spec in specs:
@@ -209,7 +209,7 @@ def expand_images(specs: Sequence[str]) -> list[Path]:
 def labelled_files(data: Path, label_from: Sequence[str], label_delim: str | None = None) -> tuple[list[Path], list]:
     """The image files under ``data`` and their labels, by ``--label-from``; with ``label_delim`` (multi-label,
     csv only) each label is the list of labels in its cell."""
-    from .data.sources import RegexLabeller, df_files_labels, get_image_files, label_items, parent_label
+    from vision_tl import RegexLabeller, df_files_labels, get_image_files, label_items, parent_label
 
     kind, arg = parse_label_from(label_from)
     if not data.is_dir():
@@ -221,7 +221,7 @@ def labelled_files(data: Path, label_from: Sequence[str], label_delim: str | Non
         if not csv.is_file():
             raise CLIError(f"no CSV file {str(csv)!r}")
         if label_delim is not None:
-            from .data.sources import split_labels
+            from vision_tl import split_labels
 
             files, cells = df_files_labels(pd.read_csv(csv), data, allow_empty=True)
             return files, [split_labels(v, label_delim) for v in cells]
@@ -235,9 +235,7 @@ def labelled_files(data: Path, label_from: Sequence[str], label_delim: str | Non
 
 def _dataloaders(args: argparse.Namespace) -> Any:
     """DataLoaders for ``train`` and ``lr-find`` from DATA and ``--label-from``."""
-    from .data.batch_tfms import aug_transforms
-    from .data.factories import ImageDataLoaders
-    from .data.item_tfms import Resize
+    from vision_tl import ImageDataLoaders, Resize, aug_transforms
 
     kind, arg = parse_label_from(args.label_from)
     if not args.data.is_dir():
@@ -248,7 +246,7 @@ def _dataloaders(args: argparse.Namespace) -> Any:
         split_by_folder = (args.data / "train").is_dir() and (args.data / "valid").is_dir()
         return ImageDataLoaders.from_folder(args.data, valid_pct=None if split_by_folder else args.valid_pct, **common)
     if kind == "name-re":
-        from .data.sources import get_image_files
+        from vision_tl import get_image_files
 
         return ImageDataLoaders.from_name_re(args.data, get_image_files(args.data), arg, valid_pct=args.valid_pct,
                                              **common)
@@ -257,9 +255,14 @@ def _dataloaders(args: argparse.Namespace) -> Any:
 
 
 def _learner(args: argparse.Namespace) -> Any:
-    from .metrics import F1ScoreMulti, accuracy, accuracy_multi, error_rate
-    from .models.keymap import parse_weights_map
-    from .train.learner import vision_learner
+    from vision_tl import (
+        F1ScoreMulti,
+        accuracy,
+        accuracy_multi,
+        error_rate,
+        parse_weights_map,
+        vision_learner,
+    )
 
     if args.weights is not None and not args.weights.is_file():
         raise CLIError(f"--weights file not found: {str(args.weights)!r}")
@@ -298,7 +301,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from .inference.export import load_learner
+    from vision_tl import load_learner
 
     _check_new(args.csv, args.overwrite, "--csv")
     files = expand_images(args.images)
@@ -355,9 +358,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .inference.export import load_learner
-    from .inference.interpret import ClassificationInterpretation
-    from .metrics import accuracy
+    from vision_tl import ClassificationInterpretation, accuracy, load_learner
 
     _check_new(args.confusion_matrix, args.overwrite, "--confusion-matrix")
     pred = load_learner(args.model, device=args.device, backend=args.backend)
@@ -390,7 +391,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
     _check_new(args.plot, args.overwrite, "--plot")
-    from .train.lr_find import minimum, steep, valley
+    from vision_tl import minimum, steep, valley
 
     learn = _learner(args)
     lrs = learn.lr_find(num_it=args.num_it, show_plot=False, suggest_funcs=(valley, minimum, steep))._asdict()
@@ -401,8 +402,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from .inference.export import load_learner
-    from .inference.onnx import check_onnx, export_onnx
+    from vision_tl import check_onnx, export_onnx, load_learner
 
     _check_new(args.out, args.overwrite, "OUT")
     pred = load_learner(args.model, device="cpu")
@@ -416,7 +416,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import json
 
-    from .inference.export import read_manifest
+    from vision_tl import read_manifest
 
     print(json.dumps(read_manifest(args.model), indent=2))
     return 0
@@ -426,7 +426,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import json
 
     try:
-        from .demo import run_demo
+        from vision_tl import run_demo
     except ImportError as e:
         raise CLIError(f"the demo is not available in this installation ({e})") from None
     result = run_demo(out=args.out, real=args.real, arch=args.arch, epochs=args.epochs, size=args.size,

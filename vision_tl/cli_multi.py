@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
+from vision_tl import MultiLabelInterpretation
+
 from .cli import CLIError, labelled_files, parse_label_from
-from .inference.interpret_multi import MultiLabelInterpretation
 
 
 def predict_multi(args: argparse.Namespace, pred: Any, files: list[Path], probs: Any) -> int:

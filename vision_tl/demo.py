@@ -48,7 +48,7 @@ def _prepare_out(out: Path) -> Path:
 
 def synthetic_pets(root: Path, n_images: int, seed: int) -> Path:
     """The offline data set under ``root``, generated once per (n_images, seed) and then reused."""
-    from .data.synthetic import make_synthetic_pets
+    from vision_tl import make_synthetic_pets
 
     path = root / f"synthetic_pets_n{n_images}_seed{seed}"
     if not (path / "done.json").exists():
@@ -59,11 +59,7 @@ def synthetic_pets(root: Path, n_images: int, seed: int) -> Path:
 
 def _make_learner(dls: Any, arch: str, require_pretrained: bool) -> tuple[Any, bool]:
     """``vision_learner`` with pretrained weights when reachable, else random init (said aloud)."""
-    from .data.external import DownloadError
-    from .metrics import error_rate
-    from .models.backbones import PretrainedWeightsError
-    from .models.hub import find_pretrained
-    from .train.learner import vision_learner
+    from vision_tl import DownloadError, PretrainedWeightsError, error_rate, find_pretrained, vision_learner
 
     pretrained, weights, why = find_pretrained(arch)
     if pretrained:
@@ -83,7 +79,7 @@ def _make_learner(dls: Any, arch: str, require_pretrained: bool) -> tuple[Any, b
 def _loss_history() -> Any:
     """A callback that keeps every training loss and each epoch's validation loss across the two
     fits of ``fine_tune`` (the Recorder starts afresh with each fit)."""
-    from .train.callbacks import Callback
+    from vision_tl import Callback
 
     class LossHistory(Callback):
         def __init__(self) -> None:
@@ -148,6 +144,23 @@ def _examples(items: list[Path], n: int = 4) -> list[Path]:
     return (cats[: n // 2] + dogs[: n - n // 2]) if cats and dogs else list(items[:n])
 
 
+def _pets_dls(out: Path, real: bool, n_images: int, seed: int, size: int, bs: int) -> tuple[Path, Any]:
+    """``(data folder, DataLoaders)``: Oxford-IIIT Pet (``real``) or the offline synthetic set, cats vs dogs."""
+    from vision_tl import ImageDataLoaders, Resize, URLs, get_image_files, untar_data
+
+    if real:
+        _say(f"Oxford-IIIT Pet from {URLs.PETS} (downloaded once, then read from the cache)")
+        path = untar_data(URLs.PETS)
+    else:
+        path = synthetic_pets(out / "data", n_images, seed)
+        _say(f"offline: synthetic pets-like images in {path / 'images'} (Breed_N.jpg, cat = capitalised)")
+    files = get_image_files(path / "images")
+    return path, ImageDataLoaders.from_name_func(
+        path, files, valid_pct=0.2, seed=seed, label_func=is_cat, item_tfms=Resize(size), bs=bs,
+        num_workers=min(4, os.cpu_count() or 1) if real else 0,
+    )
+
+
 def run_demo(
     out: Path = Path("demo_out"),
     real: bool = False,
@@ -163,13 +176,7 @@ def run_demo(
     Returns ``{"error_rate", "files", "pretrained", "arch", "size", "predictions", "seconds", ...}``;
     ``files`` are the exported model and the plots written into ``out``.
     """
-    from .data.external import URLs, untar_data
-    from .data.factories import ImageDataLoaders
-    from .data.item_tfms import Resize
-    from .data.sources import get_image_files
-    from .inference.export import load_learner
-    from .inference.interpret import ClassificationInterpretation
-    from .metrics import error_rate
+    from vision_tl import ClassificationInterpretation, error_rate, load_learner
 
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -180,17 +187,7 @@ def run_demo(
     arch = arch or (_REAL_ARCH if real else _OFFLINE_ARCH)
     size = size or (_REAL_SIZE if real else _OFFLINE_SIZE)
     bs = bs or (64 if real else 32)  # --real: fastai's default batch size, as in the lesson
-    if real:
-        _say(f"Oxford-IIIT Pet from {URLs.PETS} (downloaded once, then read from the cache)")
-        path = untar_data(URLs.PETS)
-    else:
-        path = synthetic_pets(out / "data", n_images, seed)
-        _say(f"offline: synthetic pets-like images in {path / 'images'} (Breed_N.jpg, cat = capitalised)")
-    files = get_image_files(path / "images")
-    dls = ImageDataLoaders.from_name_func(
-        path, files, valid_pct=0.2, seed=seed, label_func=is_cat, item_tfms=Resize(size), bs=bs,
-        num_workers=min(4, os.cpu_count() or 1) if real else 0,
-    )
+    path, dls = _pets_dls(out, real, n_images, seed, size, bs)
     _say(f"{len(dls.train_ds)} training and {len(dls.valid_ds)} validation images, classes {dls.vocab}")
     import torch
 

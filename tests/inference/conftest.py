@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from vision_tl.data.batch_tfms import imagenet_stats
 from vision_tl.data.item_tfms import Resize
 from vision_tl.inference.predict import Predictor
 from vision_tl.models.build import ModelConfig, build_model
@@ -16,7 +17,7 @@ def predictor():
     """resnet10t (random init) at 32 px with ImageNet stats, 3 classes, on the CPU."""
     cfg = ModelConfig(arch="resnet10t", n_out=len(VOCAB), input_size=(32, 32))
     model = build_model(cfg, pretrained=False).eval()
-    return Predictor(model, VOCAB, [Resize(32)], (cfg.mean, cfg.std), device="cpu", model_config=cfg)
+    return Predictor(model, VOCAB, [Resize(32)], imagenet_stats, device="cpu", model_config=cfg)
 
 
 @pytest.fixture

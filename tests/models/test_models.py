@@ -18,10 +18,16 @@ from vision_tl.models.split import check_groups, default_splitter, layerwise_spl
 
 
 def test_model_config_round_trips_through_json_dict():
-    cfg = ModelConfig("resnet10t", n_out=5, lin_ftrs=[64], ps=0.25, input_size=(48, 64), mean=(0.5,) * 3, std=(0.2,) * 3)
+    cfg = ModelConfig("resnet10t", n_out=5, lin_ftrs=[64], ps=0.25, input_size=(48, 64))
     d = cfg.to_dict()
-    assert d["input_size"] == [48, 64] and isinstance(d["mean"], list)
+    assert d["input_size"] == [48, 64] and "mean" not in d
     assert ModelConfig.from_dict(d) == cfg
+
+
+def test_model_config_reads_old_configs_that_carried_mean_and_std():
+    """Exports written before the preprocessing spec had mean/std in model_config: they still load."""
+    old = {**ModelConfig("resnet10t", n_out=5).to_dict(), "mean": [0.5] * 3, "std": [0.2] * 3}
+    assert ModelConfig.from_dict(old) == ModelConfig("resnet10t", n_out=5)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from vision_tl.train import distributed as D
+from vision_tl.train.distributed_callback import DistributedTrainer
 
 # ---------------------------------------------------------------- environment
 
@@ -97,7 +98,7 @@ def test_distrib_ctx_without_torchrun_trains_as_usual(tmp_path, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     learn = _tiny_learner(tmp_path)
     with learn.distrib_ctx() as same:
-        assert same is learn and not any(isinstance(c, D.DistributedTrainer) for c in learn.cbs)
+        assert same is learn and not any(isinstance(c, DistributedTrainer) for c in learn.cbs)
         learn.fit(1)
     assert not D.is_dist_initialized() and isinstance(learn.model, torch.nn.Sequential)
     assert len(learn.recorder.values) == 1
@@ -105,7 +106,7 @@ def test_distrib_ctx_without_torchrun_trains_as_usual(tmp_path, monkeypatch):
 
 def test_distributed_trainer_without_a_process_group_says_how_to_launch(tmp_path):
     learn = _tiny_learner(tmp_path)
-    learn.add_cb(D.DistributedTrainer())
+    learn.add_cb(DistributedTrainer())
     with pytest.raises(RuntimeError, match="torchrun"):
         learn.fit(1)
 

@@ -13,10 +13,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parent))
 from tinydata import TinyDLs  # noqa: E402
 
+from vision_tl import Learner, vision_learner  # noqa: E402
 from vision_tl.metrics import accuracy, metric_name, top_k_accuracy  # noqa: E402
 from vision_tl.models.heads import create_head  # noqa: E402
 from vision_tl.train.callbacks import Callback, GradientAccumulation, GradientClip  # noqa: E402
-from vision_tl.train.learner import Learner, TrainingOOMError, vision_learner  # noqa: E402
+from vision_tl.train.learner import TrainingOOMError  # noqa: E402
 from vision_tl.train.lr_find import minimum, slide, steep, valley  # noqa: E402
 from vision_tl.train.schedule import one_cycle_lr  # noqa: E402
 from vision_tl.train.tracking import CheckpointCallback, CSVLogger, EarlyStoppingCallback, SaveModelCallback  # noqa: E402

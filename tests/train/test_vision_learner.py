@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -11,13 +12,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vision_tl.data.batch_tfms import Normalize
+from vision_tl import cnn_learner, load_learner, read_manifest, vision_learner
+from vision_tl.data.batch_tfms import Normalize, imagenet_stats
 from vision_tl.data.factories import ImageDataLoaders
 from vision_tl.data.item_tfms import Resize
 from vision_tl.data.sources import get_image_files
 from vision_tl.data.synthetic import make_synthetic_folder
 from vision_tl.metrics import accuracy, error_rate
-from vision_tl.train.learner import cnn_learner, vision_learner
+from vision_tl.train.callbacks import Callback
 from vision_tl.train.tracking import CheckpointCallback
 
 
@@ -26,16 +28,80 @@ def folder_dls(path, **kwargs):
     return ImageDataLoaders.from_folder(path, **kwargs)
 
 
-def test_vision_learner_adds_backbone_normalize_once_and_sizes_the_head(class_folder, tmp_path):
+def test_vision_learner_leaves_the_dls_alone_and_sizes_the_head(class_folder, tmp_path):
     dls = folder_dls(class_folder)
+    before = list(dls.batch_tfms)
     learn = vision_learner(dls, "resnet10t", pretrained=False, metrics=error_rate, path=tmp_path)
-    norms = [t for t in dls.batch_tfms if isinstance(t, Normalize)]
-    assert len(norms) == 1 and norms[0].mean == pytest.approx((0.485, 0.456, 0.406))
+    vision_learner(dls, "resnet10t", pretrained=False)
+    assert dls.batch_tfms == before and not any(isinstance(t, Normalize) for t in dls.batch_tfms)
+    assert learn.preprocess.mean == pytest.approx(imagenet_stats[0])
     assert learn.model_config.arch == "resnet10t" and learn.model_config.n_out == dls.c == 3
     assert learn.raw_model(dls.one_batch()[0]).shape == (8, 3)
-    vision_learner(dls, "resnet10t", pretrained=False)
-    assert sum(isinstance(t, Normalize) for t in dls.batch_tfms) == 1
     assert cnn_learner is vision_learner
+
+
+class _ValidInputs(Callback):
+    """Keeps the first validation batch exactly as the model received it."""
+
+    def after_pred(self):
+        if not self.learn.training and not hasattr(self, "x"):
+            self.x = self.learn.xb[0].detach().clone()
+
+
+def _model_input(learn):
+    cb = _ValidInputs()
+    learn.validate()
+    learn.add_cb(cb)
+    learn.validate()
+    learn.remove_cb(cb)
+    return cb.x
+
+
+def test_two_learners_on_one_dls_train_and_export_with_their_own_stats(class_folder, tmp_path):
+    """resnet10t (ImageNet statistics) and timm's test_resnet (0.5/0.5 in its pretrained_cfg) share one dls
+    (resnet10t: the ImageNet-statistics case at a fraction of resnet18's cost on a CPU)."""
+    dls = folder_dls(class_folder)
+    before = list(dls.batch_tfms)
+    raw = dls.valid.one_batch()[0]
+    for arch, stats in (("resnet10t", imagenet_stats), ("test_resnet", ((0.5,) * 3, (0.5,) * 3))):
+        learn = vision_learner(dls, arch, pretrained=False, path=tmp_path)
+        learn.fit(1, 1e-4)
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in stats)
+        assert torch.allclose(_model_input(learn), (raw - mean) / std, atol=1e-5), arch
+        m = read_manifest(learn.export(tmp_path / f"{arch}.vtl"))
+        assert m["normalize"] == {"mean": pytest.approx(list(stats[0])), "std": pytest.approx(list(stats[1]))}
+        mean, std = load_learner(tmp_path / f"{arch}.vtl", device="cpu").normalize
+        assert (mean, std) == (pytest.approx(stats[0]), pytest.approx(stats[1])), arch
+    assert dls.batch_tfms == before
+
+
+def test_a_weights_file_that_carries_its_own_stats_is_used_with_them(class_folder, tmp_path):
+    import timm
+
+    f = tmp_path / "body.safetensors"
+    stats = ([0.3, 0.3, 0.3], [0.2, 0.2, 0.2])
+    save_file(timm.create_model("resnet10t", num_classes=0).state_dict(), str(f),
+              metadata={"mean": json.dumps(stats[0]), "std": json.dumps(stats[1])})
+    with pytest.warns(UserWarning, match="body.safetensors"):
+        learn = vision_learner(folder_dls(class_folder), "resnet10t", weights=f, path=tmp_path)
+    assert learn.preprocess.mean == pytest.approx(stats[0]) and learn.preprocess.std == pytest.approx(stats[1])
+    pred = load_learner(learn.export(tmp_path / "m.vtl"), device="cpu")
+    assert pred.normalize == (pytest.approx(stats[0]), pytest.approx(stats[1]))
+    with pytest.warns(UserWarning, match="the mean/std given"):
+        again = vision_learner(folder_dls(class_folder), "resnet10t", weights=f, mean=(0.4,) * 3, std=(0.25,) * 3,
+                               path=tmp_path)
+    assert again.preprocess.mean == pytest.approx((0.4,) * 3)  # the user's stats win over the file's
+
+
+def test_a_users_normalize_in_the_dls_stays_theirs_and_runs_once(class_folder, tmp_path):
+    dls = folder_dls(class_folder, batch_tfms=[Normalize.from_stats(*imagenet_stats)])
+    with pytest.warns(UserWarning, match="not the architecture's default"):
+        learn = vision_learner(dls, "test_resnet", pretrained=False, path=tmp_path)
+    assert learn.preprocess.mean == pytest.approx(imagenet_stats[0])
+    assert torch.allclose(_model_input(learn), dls.valid.one_batch()[0], atol=1e-6)  # normalized once, by the dls
+    assert len(dls.batch_tfms) == 1
+    with pytest.raises(ValueError, match="contradict"):
+        vision_learner(dls, "test_resnet", pretrained=False, mean=(0.5,) * 3, std=(0.5,) * 3)
 
 
 def test_vision_learner_with_a_weights_file_starts_frozen(class_folder, tmp_path):
@@ -63,9 +129,9 @@ _RUN = textwrap.dedent("""
     import torch
     from vision_tl.data.item_tfms import Resize
     from vision_tl.data.factories import ImageDataLoaders
+    from vision_tl import vision_learner
     from vision_tl.train.callbacks import Callback
     from vision_tl.train.tracking import CheckpointCallback
-    from vision_tl.train.learner import vision_learner
 
     folder, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .registry import serializable, tfm_from_dict
+
 imagenet_stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
@@ -40,6 +42,7 @@ class BatchTransform:
         return {"name": type(self).__name__}
 
 
+@serializable
 class AffineWarp(BatchTransform):
     """Flip, rotation, zoom, random-resized crop and perspective warp, composed into one ``grid_sample``.
 
@@ -159,6 +162,7 @@ def _perspective_matrix(mag: Tensor) -> Tensor:
     return torch.cat([coeffs, torch.ones(n, 1, dtype=coeffs.dtype)], 1).view(n, 3, 3).float()
 
 
+@serializable
 class Lighting(BatchTransform):
     """Random brightness and contrast in logit space (fastai's ``Brightness`` and ``Contrast``)."""
 
@@ -251,18 +255,17 @@ def aug_transforms(
     return tfms + list(xtra_tfms or [])
 
 
-# the transforms an export saves by name + to_dict() (Normalize is saved as stats)
-_REGISTRY: dict[str, type[BatchTransform]] = {"AffineWarp": AffineWarp, "Lighting": Lighting}
-_BATCH_TFMS = tuple(_REGISTRY)
-
-
 def batch_tfm_from_dict(d: dict[str, Any]) -> BatchTransform:
-    """Rebuild a batch transform from its ``to_dict()`` (constructor arguments by name), e.g. from an export."""
-    kwargs = dict(d)
-    name = kwargs.pop("name", None)
-    if name not in _BATCH_TFMS:
-        raise ValueError(f"unknown batch transform {name!r}, expected one of {_BATCH_TFMS}")
-    return _REGISTRY[name](**kwargs)
+    """Rebuild a batch transform from its ``to_dict()`` (constructor arguments by name), e.g. from an export.
+
+    ``Normalize`` is not registered: an export saves normalization as the preprocessing spec's stats.
+    """
+    return tfm_from_dict(d, BatchTransform, "batch transform")
+
+
+def has_normalize(tfms: Sequence[Any] | None) -> bool:
+    """Whether ``tfms`` (e.g. a DataLoader's ``batch_tfms``) normalizes by itself (a user's ``Normalize``)."""
+    return any(isinstance(t, Normalize) for t in tfms or ())
 
 
 def apply_batch_tfms(

@@ -21,6 +21,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402  (installed with albumentations; used for borders)
 
+from .registry import serializable, tfm_from_dict  # noqa: E402
+
 _BORDERS = {"reflection": cv2.BORDER_REFLECT_101, "zeros": cv2.BORDER_CONSTANT, "border": cv2.BORDER_REPLICATE}
 _METHODS = ("crop", "pad", "squish")
 
@@ -81,6 +83,7 @@ class ItemTransform:
     __hash__ = None  # type: ignore[assignment]
 
 
+@serializable
 class Resize(ItemTransform):
     """Resize to ``size`` by cropping (default), padding or squishing, as fastai's ``Resize``.
 
@@ -121,6 +124,7 @@ class Resize(ItemTransform):
         return {"name": "Resize", "size": list(self.size), "method": self.method, "pad_mode": self.pad_mode}
 
 
+@serializable
 class RandomResizedCrop(ItemTransform):
     """Random crop of ``min_scale``..1 of the area with aspect ``ratio``, resized to ``size`` (train).
 
@@ -182,21 +186,9 @@ class RandomResizedCrop(ItemTransform):
         }
 
 
-_REGISTRY: dict[str, type[ItemTransform]] = {"Resize": Resize, "RandomResizedCrop": RandomResizedCrop}
-
-
 def item_tfm_from_dict(d: dict[str, Any]) -> ItemTransform:
     """Rebuild an item transform from its ``to_dict()`` (e.g. from an exported model's manifest)."""
-    if not isinstance(d, dict) or d.get("name") not in _REGISTRY:
-        raise ValueError(f"unknown item transform {d!r}; known names: {sorted(_REGISTRY)}")
-    kwargs = {k: v for k, v in d.items() if k != "name"}
-    for key in ("size", "ratio"):  # JSON turns tuples into lists
-        if isinstance(kwargs.get(key), list):
-            kwargs[key] = tuple(kwargs[key])
-    try:
-        return _REGISTRY[d["name"]](**kwargs)
-    except TypeError as e:
-        raise ValueError(f"bad arguments for item transform {d!r}: {e}") from None
+    return tfm_from_dict(d, ItemTransform, "item transform")
 
 
 def apply_item_tfms(

@@ -12,6 +12,7 @@ workers; shuffling is seeded from ``(seed, epoch)`` and each batch's transforms 
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import pickle
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from .batch_tfms import BatchTransform, apply_batch_tfms
 from .datasets import ImageDataset, collate_uint8
@@ -213,7 +214,7 @@ class TfmdDL:
     """Batches of ``(xb, yb)``: float32 NCHW on ``device`` after ``batch_tfms``, int64 labels.
 
     ``train=True`` shuffles and applies random transforms. ``batch_tfms`` is read at iteration time
-    (the learner appends ``Normalize`` to it). ``sampler`` may be replaced (e.g. a
+    (a user's ``Normalize`` may be among them). ``sampler`` may be replaced (e.g. a
     ``DistributedSampler``); ``set_epoch`` re-seeds shuffling and augmentation (it also advances by
     one after every pass, so epochs differ without it).
     """
@@ -355,3 +356,24 @@ class TfmdDL:
     def __repr__(self) -> str:
         return (f"TfmdDL({len(self.dataset)} items, bs={self.bs}, train={self.train}, "
                 f"num_workers={self.num_workers}, device={self.device})")
+
+
+def inorder_dl(dl: Any, train: bool = False, bs: int | None = None, device: Any = None) -> TfmdDL:
+    """A loader over ``dl``'s items in dataset order with no batch dropped, leaving ``dl`` untouched.
+
+    With ``train=False`` the valid-time transforms (what ``get_preds(ds_idx=0)`` needs to match the
+    predictions to ``dl.dataset.items``); with ``train=True`` the random training transforms, still in
+    order (for TTA), seeded from torch's global RNG. It uses ``dl``'s workers, batch transforms and device.
+    """
+    ds = dl.dataset
+    if isinstance(ds, ImageDataset):  # the same items and targets (any kind: a subclass too), other mode
+        ds = copy.copy(ds)
+        ds.train = train
+    out = TfmdDL(
+        ds, bs=bs or dl.bs, train=train, batch_tfms=dl.batch_tfms, device=device or dl.device,
+        num_workers=dl.num_workers, drop_last=False, seed=int(torch.randint(2**31, (1,))) if train else 0,
+        with_labels=getattr(dl, "with_labels", True), persistent_workers=False,
+    )
+    if train:  # TfmdDL shuffles on train: keep the dataset order
+        out.sampler = SequentialSampler(range(len(ds)))
+    return out

@@ -17,15 +17,17 @@ import struct
 import warnings
 import zipfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..data.batch_tfms import _BATCH_TFMS, batch_tfm_from_dict
 from ..files import sibling_temp
+from ..models.build import ModelConfig, build_model
+from ..models.preprocess import ACTIVATIONS, Preprocess
 from .backends import check_backend, with_backend
-from .predict import ACTIVATIONS, Predictor, _as_normalize
+from .predict import Predictor
 
 FORMAT_NAME = "vision_tl.learner"
 FORMAT_VERSION = 2  # bump when the manifest changes incompatibly (2: multi-label models)
@@ -72,34 +74,15 @@ def build_manifest(predictor: Predictor) -> dict[str, Any]:
             "export needs the ModelConfig the model was built from (learn.model_config), got None: "
             "models built by vision_learner have one; for a custom model save its state_dict instead"
         )
-    for t in predictor.item_tfms:
-        if not callable(getattr(t, "to_dict", None)):
-            raise ValueError(
-                f"export: item transform {t!r} cannot be saved (it has no to_dict()); the loaded model would "
-                "see differently prepared images. Use vision_tl's Resize / RandomResizedCrop"
-            )
-    item_tfms = [t.to_dict() for t in predictor.item_tfms]
-    size = predictor.item_tfms[-1].size if predictor.item_tfms else cfg.input_size
-    mean, std = predictor.normalize if predictor.normalize is not None else (None, None)
-    batch_tfms = []
-    for t in predictor.batch_tfms:
-        if type(t).__name__ not in _BATCH_TFMS:
-            warnings.warn(f"export: batch transform {t!r} is not a vision_tl transform and is not saved; "
-                          "the loaded model predicts without it", stacklevel=3)
-            continue
-        batch_tfms.append(t.to_dict())
     return {
         "format": FORMAT_NAME,
-        # single-label files stay version 1 (readable by older vision_tl); a multi-label one is version 2, so an
-        # older vision_tl refuses it instead of decoding its sigmoid outputs with a softmax
-        "format_version": 2 if predictor.multi_label else 1,
+        # softmax classifiers stay version 1 (readable by older vision_tl); multi-label (sigmoid) and regression
+        # (no activation) files are version 2, so an older vision_tl refuses them instead of applying a softmax
+        "format_version": 1 if predictor.activation == "softmax" else 2,
         **decode_fields(predictor),
         "model_config": cfg.to_dict(),
         "vocab": list(predictor.vocab),
-        "item_tfms": item_tfms,
-        "batch_tfms": batch_tfms,
-        "normalize": None if mean is None else {"mean": list(mean), "std": list(std)},
-        "input_size": None if size is None else list(size),
+        **predictor.spec.to_dict(),  # item_tfms, batch_tfms, normalize, input_size, activation
         "versions": _versions(),
     }
 
@@ -108,8 +91,7 @@ def decode_fields(predictor: Predictor) -> dict[str, Any]:
     """How outputs become predictions: ``multi_label``, ``activation`` (``"sigmoid"``/``"softmax"``) and the
     multi-label ``threshold`` (None for a single-label model)."""
     multi = predictor.multi_label
-    return {"multi_label": multi, "activation": "sigmoid" if multi else "softmax",
-            "threshold": predictor.thresh if multi else None}
+    return {"multi_label": multi, "activation": predictor.activation, "threshold": predictor.thresh if multi else None}
 
 
 def _canonical_header(data: bytes) -> bytes:
@@ -151,6 +133,8 @@ def write_vtl(fname: str | Path, tensors: Mapping[str, torch.Tensor], manifest: 
     manifest = {**manifest, "weights_sha256": weights_sha256(tensors)}
     text = json.dumps(manifest, sort_keys=True)
     meta = {MANIFEST_KEY: text, MANIFEST_SHA_KEY: hashlib.sha256(text.encode()).hexdigest()}
+    if manifest.get("normalize"):  # plain keys, so the file can seed vision_learner(weights=...) with its stats
+        meta.update({k: json.dumps(manifest["normalize"][k]) for k in ("mean", "std")})
     tmp = sibling_temp(path)
     try:
         with open(tmp, "wb") as f:
@@ -280,8 +264,8 @@ def _check_manifest(path: Path, m: Any) -> None:
         raise ExportFormatError(path, f"manifest normalize must be null or {{mean, std}}, got {norm!r}")
     act = m.get("activation", "sigmoid" if multi else "softmax")
     if act not in ACTIVATIONS or (act == "sigmoid") != multi:
-        raise ExportFormatError(path, f"manifest activation must be 'sigmoid' for a multi-label model and "
-                                f"'softmax' otherwise, got {act!r} with multi_label={multi!r}")
+        raise ExportFormatError(path, f"manifest activation must be one of {ACTIVATIONS}, 'sigmoid' exactly for a "
+                                f"multi-label model; got {act!r} with multi_label={multi!r}")
 
 
 def _check_weights(path: Path, model: torch.nn.Module, sd: Mapping[str, torch.Tensor], m: dict) -> None:
@@ -326,9 +310,6 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from ..data.item_tfms import item_tfm_from_dict
-    from ..models.build import ModelConfig, build_model
-
     backend = backend or os.environ.get("VISION_TL_BACKEND") or "auto"
     check_backend(backend, num_threads)
     path = Path(fname)
@@ -341,10 +322,9 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
         raise ExportFormatError(path, "the weights do not match their checksum (the file was edited or corrupted)")
     try:
         cfg = ModelConfig.from_dict(m["model_config"])
-        item_tfms = [item_tfm_from_dict(d) for d in m["item_tfms"]]
-        batch_tfms = [batch_tfm_from_dict(d) for d in m.get("batch_tfms") or []]
-        norm = m.get("normalize")
-        normalize = None if norm is None else _as_normalize((norm["mean"], norm["std"]))
+        spec = Preprocess.from_dict(m)  # older manifests have no activation: softmax
+        if spec.input_size is None:
+            spec = replace(spec, input_size=cfg.input_size)
     except (ValueError, TypeError, KeyError) as e:
         raise ExportFormatError(path, f"the manifest is invalid: {e}") from None
     if cfg.n_out != len(m["vocab"]):
@@ -365,6 +345,6 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
     if device is None:
         device = "cpu" if cpu or not torch.cuda.is_available() else "cuda"
     multi = m.get("multi_label", False)
-    pred = Predictor(model, m["vocab"], item_tfms, normalize, device=device, model_config=cfg, batch_tfms=batch_tfms,
-                     channels_last=True, multi_label=multi, thresh=m["threshold"] if multi else 0.5)
+    pred = Predictor.from_spec(model, m["vocab"], spec, device=device, model_config=cfg, channels_last=True,
+                               multi_label=multi, thresh=m["threshold"] if multi else 0.5)
     return with_backend(pred, path, backend, num_threads)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics
+from ..data.tfmd_dl import inorder_dl
 
 _SCORES = {"precision": metrics.Precision, "recall": metrics.Recall, "f1": metrics.F1Score}
 
@@ -29,8 +30,6 @@ def _ordered_dl(learn: Any, ds_idx: int) -> Any:
             f"{type(learn).__name__}; for a model from load_learner, run `vision-tl evaluate MODEL DATA` or make "
             "a Learner on labelled DataLoaders"
         )
-    from .predict import inorder_dl
-
     return inorder_dl(learn.dls.train) if ds_idx == 0 else learn.dls.valid
 
 

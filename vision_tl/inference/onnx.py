@@ -3,10 +3,11 @@
 The graph's input ``image`` is a batch of RGB images, NCHW, already resized to the model's input
 size (the ``input_size`` metadata entry): ``uint8`` in 0-255 (the default) or ``float32`` in [0, 1]
 (``input_dtype="float32"``). Scaling, the valid-time batch transforms and normalization happen
-inside the graph; the output ``probs`` is ``(N, n_classes)`` softmax probabilities, or for a multi-label
-model per-class sigmoid probabilities (a label is predicted when its probability > the ``threshold``
-metadata entry). The class names, input size, dtype, ``multi_label`` and ``threshold`` are stored in the
-model's ``metadata_props`` (``vocab`` is a JSON list).
+inside the graph; the output ``probs`` is ``(N, n_classes)``: the spec's activation (softmax
+probabilities for a single-label classifier, per-class sigmoid probabilities for a multi-label one: a label
+is predicted when its probability > the ``threshold`` metadata entry). The class names, input size, dtype,
+``activation``, ``multi_label`` and ``threshold`` are stored in the model's ``metadata_props`` (``vocab``
+is a JSON list).
 Needs the ``onnx`` extra (onnx, onnxscript; onnxruntime for the check).
 """
 
@@ -14,39 +15,38 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..data.batch_tfms import Normalize, apply_batch_tfms
 from ..files import sibling_temp
-from .predict import Predictor, apply_activation
+from ..models.predict_step import activate, prepare_batch
+from .predict import Predictor
 
 _DTYPES = ("uint8", "float32")
+_OUTPUTS = {"softmax": "softmax probabilities", "sigmoid": "sigmoid probabilities", "none": "logits"}
 
 
 class PreprocessedClassifier(nn.Module):
-    """``model`` behind the predictor's preprocessing (``apply_batch_tfms``: to [0, 1] for uint8 input, the
-    valid-time batch transforms, normalization), then softmax (sigmoid for a multi-label model)."""
+    """``model`` behind the predictor's preprocessing and activation: ``predict_step``'s own pieces
+    (``prepare_batch``: to [0, 1] for uint8 input, the valid-time batch transforms, normalization;
+    ``activate``), without its inference mode, which tracing cannot go through."""
 
     def __init__(self, predictor: Predictor) -> None:
         super().__init__()
         self.model = predictor.model
-        # a fresh Normalize: the one the predictor uses caches its constants, which tracing must not touch
-        norm = [Normalize(*predictor.normalize)] if predictor.normalize is not None else []
-        self.tfms = [*predictor.batch_tfms, *norm]
-        self.activation = predictor.activation
+        # a copy of the spec: its normalizer caches device constants, which tracing must not touch
+        self.spec = replace(predictor.spec)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return apply_activation(self.model(apply_batch_tfms(image, self.tfms, train=False)), self.activation)
+        return activate(self.model(prepare_batch(image, self.spec, batch_tfms=True)), self.spec.activation)
 
 
 def _input_size(predictor: Predictor) -> tuple[int, int]:
-    if predictor.item_tfms:
-        return tuple(predictor.item_tfms[-1].size)
-    size = getattr(predictor.model_config, "input_size", None)
+    size = predictor.spec.input_size or getattr(predictor.model_config, "input_size", None)
     if size is None:
         raise ValueError("export_onnx needs an input size: the predictor has no item transforms and no input_size")
     return tuple(size)
@@ -64,7 +64,7 @@ def export_onnx(learn_or_predictor: Any, fname: str | Path, input_dtype: str = "
         import onnx  # noqa: F401 - needed by torch's exporter and for the metadata below
         import onnxscript  # noqa: F401
     except ImportError as e:
-        raise ImportError(f"export_onnx needs the onnx extra: pip install 'vision_tl[onnx]' ({e})") from None
+        raise ImportError(f"export_onnx needs onnx and onnxscript (installed with vision_tl): pip install onnx onnxscript ({e})") from None
     if input_dtype not in _DTYPES:
         raise ValueError(f"input_dtype must be one of {_DTYPES}, got {input_dtype!r}")
     pred = learn_or_predictor if isinstance(learn_or_predictor, Predictor) else Predictor.from_learner(learn_or_predictor)
@@ -100,8 +100,8 @@ def _metadata(pred: Predictor, size: tuple[int, int], input_dtype: str) -> dict[
         "input_size": json.dumps(list(size)),
         "input_dtype": input_dtype,
         "input_layout": "NCHW RGB",
-        "output": ("probs: sigmoid probabilities, one column per vocab entry; labels: probs > threshold"
-                   if pred.multi_label else "probs: softmax probabilities, one column per vocab entry"),
+        "output": f"probs: {_OUTPUTS[pred.spec.activation]}, one column per vocab entry"
+                  + ("; labels: probs > threshold" if pred.multi_label else ""),
         "multi_label": json.dumps(pred.multi_label),
         "threshold": json.dumps(pred.thresh if pred.multi_label else None),
         "activation": pred.activation,

@@ -1,8 +1,8 @@
 """Predict with a trained model: one image, many images, and test-time augmentation.
 
-A ``Predictor`` holds only what prediction needs (model, vocab, the validation item transforms,
-normalization stats), so an in-memory learner and a loaded ``.vtl`` file predict through the same
-code and give the same answers. One image costs a decode, a resize and one forward pass: no
+A ``Predictor`` holds only what prediction needs (model, vocab, the ``Preprocess`` spec), so an
+in-memory learner and a loaded ``.vtl`` file predict through the same code (``predict_step``) and
+give the same answers. One image costs a decode, a resize and one forward pass: no
 DataLoader is built per call.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,29 +18,22 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..data.batch_tfms import Normalize, apply_batch_tfms
-from ..data.datasets import ImageDataset
 from ..data.images import load_rgb
 from ..data.item_tfms import apply_item_tfms, draft_size_for, limit_worker_threads
-from ..data.tfmd_dl import TfmdDL
+from ..models.predict_step import predict_step
+from ..models.preprocess import Preprocess
 from .pipeline import decode_threads_for, iter_batches
 
 Item = Any  # str | Path | bytes | PIL.Image.Image | np.ndarray | torch.Tensor
-ACTIVATIONS = ("softmax", "sigmoid")  # single-label (one class per image) / multi-label
 
 
-def apply_activation(out: torch.Tensor, activation: str) -> torch.Tensor:
-    """The model's final activation on its ``(N, C)`` outputs: ``softmax`` over classes or per-class ``sigmoid``."""
-    return torch.sigmoid(out) if activation == "sigmoid" else torch.softmax(out, dim=1)
-
-
-def _as_normalize(normalize: Any) -> Normalize | None:
-    """A ``Normalize`` from a ``Normalize``, anything with ``.mean``/``.std``, a ``(mean, std)`` pair, or ``None``."""
-    if normalize is None or isinstance(normalize, Normalize):
-        return normalize
+def _as_stats(normalize: Any) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """``(mean, std)`` from a ``Normalize``, anything with ``.mean``/``.std``, a ``(mean, std)`` pair, or ``None``."""
+    if normalize is None:
+        return None, None
     if hasattr(normalize, "mean") and hasattr(normalize, "std"):
         mean, std = normalize.mean, normalize.std
     else:
@@ -48,7 +41,7 @@ def _as_normalize(normalize: Any) -> Normalize | None:
             mean, std = normalize
         except (TypeError, ValueError):
             raise ValueError(f"normalize must be a Normalize or a (mean, std) pair, got {normalize!r}") from None
-    return Normalize(torch.as_tensor(mean).flatten().tolist(), torch.as_tensor(std).flatten().tolist())
+    return tuple(torch.as_tensor(mean).flatten().tolist()), tuple(torch.as_tensor(std).flatten().tolist())
 
 
 def _array_to_hwc(arr: np.ndarray, what: str, chw: bool = False) -> np.ndarray:
@@ -89,19 +82,6 @@ def to_rgb_array(item: Item, draft_size: tuple[int, int] | None = None) -> np.nd
         "an image must be a path, bytes, a PIL image, a uint8 numpy array or a uint8 tensor, "
         f"got {type(item).__name__}"
     )
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode for the block and restore its previous mode afterwards."""
-    was_training = model.training
-    if was_training:
-        model.eval()
-    try:
-        yield
-    finally:
-        if was_training:
-            model.train()
 
 
 class _ItemsDataset(Dataset):
@@ -164,7 +144,7 @@ def _default_workers(n_items: int, bs: int, device: torch.device) -> int:
 
 
 class Predictor:
-    """Everything prediction needs, and nothing else: model, vocab, valid item tfms, normalization.
+    """Everything prediction needs, and nothing else: model, vocab and the ``Preprocess`` spec.
 
     Args:
         model: the classifier (body + head); it is only read, and put in eval mode per call.
@@ -179,9 +159,13 @@ class Predictor:
         channels_last: convert the model to channels-last memory format (about 2x faster convolutions
             on CPU with oneDNN, and on CUDA tensor cores); it changes the model in place, so
             ``from_learner`` leaves it off and ``load_learner`` turns it on.
-        multi_label: each image has a set of labels: probabilities are per-class sigmoids (not a softmax)
-            and ``predict`` returns ``(labels, bool mask, probs)`` with the labels whose probability > ``thresh``.
+        activation: the final activation, ``"softmax"``, ``"sigmoid"`` or ``"none"``.
+        multi_label: each image has a set of labels (the activation is then ``"sigmoid"``): ``predict``
+            returns ``(labels, bool mask, probs)`` with the labels whose probability > ``thresh``.
         thresh: the multi-label decision threshold (saved in the export).
+
+    ``item_tfms``, ``batch_tfms`` and ``normalize`` are views of ``self.spec`` (a ``Preprocess``);
+    setting one replaces the spec.
     """
 
     backend = "torch"  # what runs the forward pass (``inference/backends.py`` adds "onnxruntime")
@@ -197,22 +181,23 @@ class Predictor:
         amp: bool = True,
         batch_tfms: Sequence[Any] | None = None,
         channels_last: bool = False,
+        activation: str | None = None,
         multi_label: bool = False,
         thresh: float = 0.5,
     ) -> None:
         if not 0 < thresh < 1:
             raise ValueError(f"thresh must be in (0, 1), got {thresh!r}")
+        activation = activation or ("sigmoid" if multi_label else "softmax")
+        if multi_label and activation != "sigmoid":
+            raise ValueError(f"a multi-label predictor needs activation='sigmoid', got {activation!r}")
         self.multi_label, self.thresh = bool(multi_label), float(thresh)
         self.model = model
         self.vocab = [str(v) for v in vocab]
-        self.item_tfms = list(item_tfms)
-        self.normalize = normalize
-        self.batch_tfms = sorted(
-            (t for t in batch_tfms or () if type(t).__name__ != "Normalize"), key=lambda t: getattr(t, "order", 50)
-        )
+        mean, std = _as_stats(normalize)
+        size = None if item_tfms else getattr(model_config, "input_size", None)
+        self.spec = Preprocess(list(item_tfms), list(batch_tfms or []), mean, std, size, activation)
         self.model_config = model_config
         self.amp = amp
-        self.draft_size = draft_size_for(self.item_tfms)
         self.channels_last = channels_last
         if channels_last:
             model.to(memory_format=torch.channels_last)
@@ -222,34 +207,54 @@ class Predictor:
         self.to(device)
 
     @classmethod
-    def from_learner(cls, learn: Any) -> Predictor:
-        """The predictor of an in-memory learner: its model, vocab, item tfms and batch tfms.
+    def from_spec(cls, model: nn.Module, vocab: Sequence[str], spec: Preprocess, **kwargs: Any) -> Predictor:
+        """A predictor for ``model`` preprocessing as ``spec`` says (``kwargs``: device, model_config, ...)."""
+        out = cls(model, vocab, [], None, activation=spec.activation, **kwargs)
+        out.spec = spec
+        return out
 
-        Normalization is exactly the ``Normalize`` in ``dls.batch_tfms`` (none if training had none);
-        multi-label when ``dls.multi_label``, with the threshold of the loss (``BCEWithLogitsLossFlat.thresh``).
-        """
-        dls = learn.dls
-        batch_tfms = list(getattr(dls, "batch_tfms", None) or [])
-        normalize = next((t for t in batch_tfms if type(t).__name__ == "Normalize"), None)
-        cfg = getattr(learn, "model_config", None)
+    @classmethod
+    def from_learner(cls, learn: Any) -> Predictor:
+        """The predictor of an in-memory learner: its model, vocab and ``learn.preprocess``; multi-label
+        when ``dls.multi_label``, with the threshold of the loss (``BCEWithLogitsLossFlat.thresh``)."""
         model = getattr(learn, "raw_model", learn.model)  # not the DDP / torch.compile wrapper
-        return cls(model, dls.vocab, dls.item_tfms, normalize, model_config=cfg, batch_tfms=batch_tfms,
-                   multi_label=bool(getattr(dls, "multi_label", False)),
-                   thresh=float(getattr(learn.loss_func, "thresh", 0.5)))
+        multi = bool(getattr(learn.dls, "multi_label", False))
+        return cls.from_spec(model, learn.dls.vocab, learn.preprocess, model_config=getattr(learn, "model_config", None),
+                             multi_label=multi, thresh=float(getattr(learn.loss_func, "thresh", 0.5)) if multi else 0.5)
+
+    @property
+    def activation(self) -> str:
+        """The final activation every backend applies (``"softmax"``, ``"sigmoid"`` or ``"none"``)."""
+        return self.spec.activation
+
+    @property
+    def item_tfms(self) -> list[Any]:
+        return self.spec.item_tfms
+
+    @item_tfms.setter
+    def item_tfms(self, value: Sequence[Any]) -> None:
+        self.spec = replace(self.spec, item_tfms=list(value), input_size=None)
+
+    @property
+    def batch_tfms(self) -> list[Any]:
+        return self.spec.batch_tfms
+
+    @batch_tfms.setter
+    def batch_tfms(self, value: Sequence[Any]) -> None:
+        self.spec = replace(self.spec, batch_tfms=list(value))
 
     @property
     def normalize(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
         """``(mean, std)`` of the normalization, or ``None``; set it to a ``Normalize``, a pair or ``None``."""
-        return None if self._normalize is None else (self._normalize.mean, self._normalize.std)
+        return None if self.spec.mean is None else (self.spec.mean, self.spec.std)
 
     @normalize.setter
     def normalize(self, value: Any) -> None:
-        self._normalize = _as_normalize(value)
+        self.spec = self.spec.with_stats(*_as_stats(value))
 
     @property
-    def tfms(self) -> list[Any]:
-        """The valid-time batch transforms, then ``Normalize``: what ``apply_batch_tfms`` runs on a uint8 batch."""
-        return [*self.batch_tfms, *([self._normalize] if self._normalize is not None else [])]
+    def draft_size(self) -> tuple[int, int] | None:
+        return draft_size_for(self.item_tfms)
 
     @property
     def c(self) -> int:
@@ -267,20 +272,9 @@ class Predictor:
         return apply_item_tfms(to_rgb_array(item, self.draft_size), self.item_tfms, train=False)
 
     def forward_uint8(self, xb: torch.Tensor) -> torch.Tensor:
-        """Probabilities (float32, on the CPU) for a uint8 NCHW batch."""
-        xb = apply_batch_tfms(xb.to(self.device, non_blocking=True), self.tfms, train=False)
-        cuda = self.device.type == "cuda"
-        if self.channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        autocast = torch.autocast("cuda", dtype=torch.float16) if cuda and self.amp else nullcontext()
-        with eval_mode(self.model), torch.inference_mode(), autocast:
-            out = self.model(xb)
-        return apply_activation(out.float(), self.activation).cpu()
-
-    @property
-    def activation(self) -> str:
-        """The final activation every backend applies: ``"sigmoid"`` per class (multi-label) or ``"softmax"``."""
-        return "sigmoid" if self.multi_label else "softmax"
+        """Probabilities (float32, on the CPU) for a uint8 NCHW batch: one ``predict_step``."""
+        return predict_step(self.model, xb, self.spec, self.device, amp=self.amp,
+                            channels_last=self.channels_last).cpu()
 
     def predict(self, item: Item) -> tuple[Any, Any, torch.Tensor]:
         """One image, like fastai's ``learn.predict``: ``(label, index, probs)``, or for a multi-label
@@ -356,66 +350,3 @@ class Predictor:
         arch = getattr(self.model_config, "arch", type(self.model).__name__)
         multi = f", multi-label thresh={self.thresh}" if self.multi_label else ""
         return f"Predictor({arch}, {self.c} classes{multi}, device={self.device})"
-
-
-def inorder_dl(dl: Any, train: bool = False, bs: int | None = None, device: Any = None) -> TfmdDL:
-    """A loader over ``dl``'s items in dataset order with no batch dropped, leaving ``dl`` untouched.
-
-    With ``train=False`` the valid-time transforms (what ``get_preds(ds_idx=0)`` needs to match the
-    predictions to ``dl.dataset.items``); with ``train=True`` the random training transforms, still in
-    order (for TTA), seeded from torch's global RNG. It uses ``dl``'s workers, batch transforms and device.
-    """
-    ds = dl.dataset
-    if isinstance(ds, ImageDataset):
-        ds = ImageDataset(ds.items, ds.labels, ds.vocab, ds.item_tfms, train=train, on_bad_image=ds.on_bad_image,
-                          multi_label=ds.multi_label)
-    out = TfmdDL(
-        ds, bs=bs or dl.bs, train=train, batch_tfms=dl.batch_tfms, device=device or dl.device,
-        num_workers=dl.num_workers, drop_last=False, seed=int(torch.randint(2**31, (1,))) if train else 0,
-        with_labels=getattr(dl, "with_labels", True), persistent_workers=False,
-    )
-    if train:  # TfmdDL shuffles on train: keep the dataset order
-        out.sampler = SequentialSampler(range(len(ds)))
-    return out
-
-
-def tta(
-    learn: Any, dl: Any = None, n: int = 4, beta: float | None = 0.25, bs: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Test-time augmentation on the validation set (or ``dl``'s dataset), like fastai's ``tta``.
-
-    Averages the probabilities of ``n`` passes with the training transforms (item and batch), then
-    blends them with one plain pass: ``(1 - beta) * augmented + beta * plain``. With ``beta=None``
-    the augmented average alone is returned. Returns ``(probs, targets)`` in dataset order; ``targets``
-    is None for unlabelled items (a ``dls.test_dl(items)``).
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if beta is not None and not 0 <= beta <= 1:
-        raise ValueError(f"beta must be in [0, 1] or None, got {beta}")
-    dl = dl if dl is not None else learn.dls.valid
-    model = getattr(learn, "raw_model", learn.model)
-    device = next(model.parameters()).device
-
-    act = getattr(learn.loss_func, "activation", None) or (lambda out: torch.softmax(out, dim=1))
-
-    def one_pass(loader: TfmdDL) -> torch.Tensor:
-        with eval_mode(model), torch.inference_mode():
-            return torch.cat([act(model(b[0]).float()).cpu() for b in loader])
-
-    aug_dl = inorder_dl(dl, train=True, bs=bs, device=device)
-    aug = torch.stack([one_pass(aug_dl) for _ in range(n)]).mean(0)
-    targets = _targets(dl.dataset)
-    if beta is None:
-        return aug, targets
-    return torch.lerp(aug, one_pass(inorder_dl(dl, bs=bs, device=device)), beta), targets
-
-
-def _targets(ds: Any) -> torch.Tensor | None:
-    """All of ``ds``'s targets in order: int64 ``(n,)``, one-hot float32 ``(n, c)`` (multi-label) or None."""
-    labels = getattr(ds, "labels", None)
-    if labels is None:
-        return None
-    if getattr(ds, "multi_label", False):
-        return torch.stack([torch.from_numpy(ds.target(i)) for i in range(len(labels))])
-    return torch.as_tensor(list(labels), dtype=torch.long)

@@ -7,16 +7,17 @@ this config (as JSON) plus a state dict, so ``load_learner`` calls
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from .backbones import IMAGENET_MEAN, IMAGENET_STD, create_body
+from .backbones import create_body
 from .heads import create_head
 
 _SOURCES = ("timm", "torchvision")
+_LEGACY_KEYS = ("mean", "std")
 
 
 @dataclass
@@ -32,8 +33,6 @@ class ModelConfig:
     bn_final: bool = False
     first_bn: bool = True
     input_size: tuple[int, int] | None = None
-    mean: tuple[float, ...] = field(default=IMAGENET_MEAN)
-    std: tuple[float, ...] = field(default=IMAGENET_STD)
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or not self.arch:
@@ -50,29 +49,28 @@ class ModelConfig:
             if len(self.input_size) != 2:
                 raise ValueError(f"ModelConfig.input_size must be (h, w), got {self.input_size!r}")
             self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
-        self.mean, self.std = tuple(float(m) for m in self.mean), tuple(float(s) for s in self.std)
-        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
-            raise ValueError(f"ModelConfig mean/std must match in length with std > 0, got {self.mean!r}, {self.std!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (tuples become lists)."""
         d = asdict(self)
-        for k in ("input_size", "mean", "std"):
-            if d[k] is not None:
-                d[k] = list(d[k])
+        if d["input_size"] is not None:
+            d["input_size"] = list(d["input_size"])
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        """Rebuild from ``to_dict()`` output; unknown keys are an error that names them."""
+        """Rebuild from ``to_dict()`` output; unknown keys are an error that names them.
+
+        ``mean``/``std``, which configs written before the preprocessing spec carried (and nothing read),
+        are dropped: normalization lives in ``Preprocess``.
+        """
+        d = {k: v for k, v in d.items() if k not in _LEGACY_KEYS}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"ModelConfig.from_dict: unknown keys {unknown} (known: {sorted(known)})")
-        d = dict(d)
-        for k in ("input_size", "mean", "std"):
-            if d.get(k) is not None:
-                d[k] = tuple(d[k])
+        if d.get("input_size") is not None:
+            d["input_size"] = tuple(d["input_size"])
         return cls(**d)
 
 
@@ -111,5 +109,4 @@ def config_for(
     return ModelConfig(
         arch=name, source=source, n_out=n_out, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps,
         bn_final=bn_final, first_bn=first_bn, input_size=stats.get("input_size"),
-        mean=stats["mean"], std=stats["std"],
     )

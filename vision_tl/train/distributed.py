@@ -386,12 +386,3 @@ def _move_learner(learn: Any, device: torch.device) -> None:
         for k, v in state.items():
             if isinstance(v, torch.Tensor) and v.device.type == "cuda":
                 state[k] = v.to(device)
-
-
-def __getattr__(name: str) -> Any:
-    """``DistributedTrainer`` lives in ``distributed_callback.py`` (which imports this module)."""
-    if name == "DistributedTrainer":
-        from .distributed_callback import DistributedTrainer
-
-        return DistributedTrainer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

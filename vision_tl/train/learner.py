@@ -7,9 +7,11 @@ the named events listed in ``callbacks.py``. ``learn.model`` may be wrapped (DDP
 ``torch.compile``) by a callback; ``learn.raw_model`` is always the plain module that is saved and
 exported. ``lr_find`` is in ``lr_find.py``.
 
-Parameter groups, the optimizer and freezing are in ``param_groups.py``; save/load and resumable
-checkpoints in ``checkpoint.py``; the ``vision_learner`` factory in ``vision.py`` (re-exported
-here); prediction and export in ``vision_tl.inference`` (imported when first used).
+Inputs are normalized from the learner's ``Preprocess`` spec (``learn.preprocess``) right before the
+model, in ``prepare_batch``: the same step prediction uses. Parameter groups, the optimizer and
+freezing are in ``param_groups.py``; save/load and resumable checkpoints in ``checkpoint.py``; the
+``vision_learner`` factory in ``vision.py``. Prediction and export are not here: the inference layer's
+``Learner`` (``vision_tl.Learner``) subclasses this one and adds them.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.tfmd_dl import default_device
+from ..data.tfmd_dl import default_device, inorder_dl
 from ..metrics import metric_name
 from ..models.build import ModelConfig
+from ..models.predict_step import activate
+from ..models.preprocess import Preprocess
 from ..models.split import check_groups, default_splitter
 from . import checkpoint, param_groups, schedule
 from .callbacks import Callback, ChannelsLast, MixedPrecision, TerminateOnNaNCallback
@@ -37,13 +41,16 @@ from .lr_find import valley
 from .param_groups import adamw
 from .progress import ProgressCallback
 from .recorder import Recorder
-from .vision import cnn_learner, vision_learner
 
-__all__ = ["Learner", "TrainingOOMError", "adamw", "cnn_learner", "default_device", "vision_learner"]
+__all__ = ["Learner", "TrainingOOMError", "adamw", "default_device"]
 
 
 class Learner(Loop):
-    """Train ``model`` on ``dls``; see ``vision_learner`` for the usual way to make one."""
+    """Train ``model`` on ``dls``; see ``vision_learner`` for the usual way to make one.
+
+    ``preprocess`` (a ``Preprocess``) says how inputs are normalized and outputs activated; by
+    default it is read from ``dls`` (a ``Normalize`` in its ``batch_tfms``, else no normalization).
+    """
 
     def __init__(
         self, dls: Any, model: nn.Module, loss_func: Callable | None = None, opt_func: Callable = adamw,
@@ -52,6 +59,7 @@ class Learner(Loop):
         model_dir: str | Path = "models", wd: float | None = None, train_bn: bool = True,
         moms: tuple[float, float, float] = (0.95, 0.85, 0.95), model_config: ModelConfig | None = None,
         device: torch.device | str | None = None, lr_mults: Sequence[float] | None = None, amp: bool | None = None,
+        preprocess: Preprocess | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
         if hasattr(dls, "to"):
@@ -62,6 +70,7 @@ class Learner(Loop):
         self.metrics = [] if metrics is None else list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
         self.path = Path(path if path is not None else getattr(dls, "path", None) or ".")
         self.model_dir, self.model_config = Path(model_dir), model_config
+        self.preprocess = preprocess if preprocess is not None else Preprocess.from_dls(dls)
         self.param_groups = check_groups(self.raw_model, splitter(self.raw_model))
         self.lr_mults = list(lr_mults) if lr_mults is not None else [1.0] * self.n_groups
         if len(self.lr_mults) != self.n_groups:
@@ -80,6 +89,18 @@ class Learner(Loop):
         if amp or (amp is None and self.device.type == "cuda"):
             self.add_cbs([ChannelsLast(), MixedPrecision(torch.bfloat16 if _bf16_ok(self.device) else torch.float16)])
         self.add_cbs(cbs or [])
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """The preprocessing spec: this learner's normalization and activation with ``dls``'s validation
+        transforms (what ``export`` saves and prediction uses)."""
+        return self._preprocess.with_dls(self.dls)
+
+    @preprocess.setter
+    def preprocess(self, spec: Preprocess) -> None:
+        if not isinstance(spec, Preprocess):
+            raise TypeError(f"preprocess must be a Preprocess, got {type(spec).__name__}")
+        self._preprocess = spec
 
     # ----- model, groups, optimizer ----------------------------------------------------------
     @property
@@ -220,8 +241,6 @@ class Learner(Loop):
         if dl is None:
             if ds_idx not in (0, 1):
                 raise ValueError(f"ds_idx must be 0 (train) or 1 (valid), got {ds_idx!r}")
-            from ..inference.predict import inorder_dl
-
             dl = inorder_dl(self.dls.train) if ds_idx == 0 else self.dls.valid
         gathered = self.gather_preds
         gathered.with_input = with_input
@@ -232,7 +251,7 @@ class Learner(Loop):
         if gathered.preds is None:
             raise ValueError(f"get_preds: the DataLoader yielded no batches ({dl!r})")
         preds, targs = gathered.preds, gathered.targs
-        act = act or getattr(self.loss_func, "activation", None) or partial(torch.softmax, dim=-1)
+        act = act or getattr(self.loss_func, "activation", None) or partial(activate, activation=self._preprocess.activation)
         out: list[Any] = [act(preds), targs]
         if with_loss and targs is None:
             raise ValueError("get_preds(with_loss=True) needs labels; this DataLoader yields images only")
@@ -279,58 +298,6 @@ class Learner(Loop):
     def save_checkpoint(self, name: str | Path) -> Path:
         """Everything needed to resume after this epoch: model, optimizer, scaler, epoch, RNGs, history."""
         return checkpoint.save_checkpoint(self, name)
-
-    # ----- inference (implemented in vision_tl.inference) ---------------------------------------
-    def predict(self, item: Any) -> tuple:
-        """``(label, index, probs)`` for one image (path, bytes, PIL image or array); for multi-label data
-        ``(labels, bool mask, probs)`` with the labels above the loss's ``thresh``."""
-        return self._predictor().predict(item)
-
-    def predict_batch(self, items: Sequence[Any], **kwargs: Any) -> Any:
-        """Class probabilities ``(n, c)`` for many images, decoded in worker processes (see ``Predictor``)."""
-        return self._predictor().predict_batch(items, **kwargs)
-
-    def top_k(self, item: Any, k: int = 3) -> list[tuple[str, float]]:
-        """The ``k`` most likely ``(label, probability)`` pairs for one image, most likely first."""
-        return self._predictor().top_k(item, k)
-
-    def _predictor(self) -> Any:
-        """The ``Predictor`` of this learner, rebuilt only when what it was built from changed."""
-        from ..inference.predict import Predictor
-
-        model = self.raw_model
-        param = next(model.parameters(), None)
-        dls = self.dls
-        key = (model, None if param is None else (param.device, param.dtype), dls, tuple(dls.vocab),
-               tuple(repr(t) for t in dls.item_tfms), tuple((id(t), repr(t)) for t in dls.batch_tfms),
-               self.model_config, getattr(self.loss_func, "thresh", None))
-        cached = getattr(self, "_predictor_cache", None)
-        if cached is None or cached[0] != key:  # the model and dls compare by identity
-            self._predictor_cache = (key, Predictor.from_learner(self))
-        return self._predictor_cache[1]
-
-    def tta(self, **kwargs: Any) -> Any:
-        from ..inference.predict import tta
-
-        return tta(self, **kwargs)
-
-    def show_results(self, **kwargs: Any) -> Any:
-        from ..inference.interpret import show_results
-
-        return show_results(self, **kwargs)
-
-    def export(self, fname: str | Path = "export.vtl") -> Path:
-        """Write the ``.vtl`` file (under torchrun: rank 0 writes, the other ranks wait and get None)."""
-        from ..inference.export import export_learner
-        from .distributed import rank0_only
-
-        return rank0_only(export_learner)(self, fname)
-
-    def export_onnx(self, fname: str | Path, **kwargs: Any) -> Path:
-        from ..inference.onnx import export_onnx
-        from .distributed import rank0_only
-
-        return rank0_only(export_onnx)(self, fname, **kwargs)
 
     def distrib_ctx(self, **kwargs: Any) -> Any:
         """``with learn.distrib_ctx():`` trains data-parallel (DDP) when launched by torchrun; else a no-op.

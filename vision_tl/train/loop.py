@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from ..data.batch_tfms import has_normalize
+from ..models.predict_step import prepare_batch
 from . import checkpoint
 from .callbacks import (
     Callback,
@@ -157,7 +159,12 @@ class Loop:
             self._batch(b)
 
     def _batch(self, b: Sequence[torch.Tensor]) -> None:
-        self.xb, self.yb = tuple(b[:1]), tuple(b[1:])
+        # inputs are normalized from the preprocessing spec here, by the step prediction uses too; a user's
+        # own Normalize in the DataLoaders' batch transforms stays theirs alone
+        spec, x = getattr(self, "_preprocess", None), b[0]
+        if spec is not None:
+            x = prepare_batch(x, spec, normalize=not has_normalize(getattr(self.dl, "batch_tfms", None)))
+        self.xb, self.yb = (x,), tuple(b[1:])
         self._with_events(self._do_batch, "batch", CancelBatchException)
 
     def _do_batch(self) -> None:

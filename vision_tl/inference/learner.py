@@ -1,0 +1,81 @@
+"""The public ``Learner``: the training Learner plus prediction, TTA, results and export.
+
+``train/learner.py`` holds the loop and everything training needs; prediction and export live in
+this layer, which may import ``train`` but not the other way round. So the conveniences fastai users
+expect on a learner (``learn.predict``, ``learn.export``, ...) are methods of this subclass, and
+``vision_tl.Learner``, ``vision_learner`` and ``cnn_learner`` build it. Each method is a thin call
+into the inference modules (``predict.py``, ``tta.py``, ``interpret.py``, ``export.py``, ``onnx.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..train import learner as _train
+from ..train import vision as _vision
+from ..train.distributed import rank0_only
+from .export import export_learner
+from .interpret import show_results
+from .onnx import export_onnx
+from .predict import Predictor
+from .tta import tta
+
+__all__ = ["Learner", "cnn_learner", "vision_learner"]
+
+
+class Learner(_train.Learner):
+    """A training ``Learner`` that also predicts, shows results and exports (see ``vision_learner``)."""
+
+    def predict(self, item: Any) -> tuple:
+        """``(label, index, probs)`` for one image (path, bytes, PIL image or array); for multi-label data
+        ``(labels, bool mask, probs)`` with the labels above the loss's ``thresh``."""
+        return self._predictor().predict(item)
+
+    def predict_batch(self, items: Sequence[Any], **kwargs: Any) -> Any:
+        """Class probabilities ``(n, c)`` for many images, decoded in worker processes (see ``Predictor``)."""
+        return self._predictor().predict_batch(items, **kwargs)
+
+    def top_k(self, item: Any, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` most likely ``(label, probability)`` pairs for one image, most likely first."""
+        return self._predictor().top_k(item, k)
+
+    def _predictor(self) -> Predictor:
+        """The ``Predictor`` of this learner, rebuilt only when what it was built from changed."""
+        model = self.raw_model
+        param = next(model.parameters(), None)
+        dls = self.dls
+        key = (model, None if param is None else (param.device, param.dtype), dls, tuple(dls.vocab),
+               tuple(repr(t) for t in dls.item_tfms), tuple((id(t), repr(t)) for t in dls.batch_tfms),
+               self.model_config, self._preprocess, getattr(self.loss_func, "thresh", None))
+        cached = getattr(self, "_predictor_cache", None)
+        if cached is None or cached[0] != key:  # the model and dls compare by identity
+            self._predictor_cache = (key, Predictor.from_learner(self))
+        return self._predictor_cache[1]
+
+    def tta(self, **kwargs: Any) -> Any:
+        """Test-time augmentation: ``(probs, targets)`` (see ``vision_tl.inference.tta.tta``)."""
+        return tta(self, **kwargs)
+
+    def show_results(self, **kwargs: Any) -> Any:
+        """Validation images titled ``actual / predicted`` (a matplotlib ``Figure``)."""
+        return show_results(self, **kwargs)
+
+    def export(self, fname: str | Path = "export.vtl") -> Path:
+        """Write the ``.vtl`` file (under torchrun: rank 0 writes, the other ranks wait and get None)."""
+        return rank0_only(export_learner)(self, fname)
+
+    def export_onnx(self, fname: str | Path, **kwargs: Any) -> Path:
+        """Write a ``.onnx`` file with the preprocessing inside (see ``vision_tl.inference.onnx``)."""
+        return rank0_only(export_onnx)(self, fname, **kwargs)
+
+
+@functools.wraps(_vision.vision_learner)
+def vision_learner(dls: Any, arch: Any, *args: Any, **kwargs: Any) -> Learner:
+    kwargs.setdefault("learner_cls", Learner)
+    return _vision.vision_learner(dls, arch, *args, **kwargs)
+
+
+cnn_learner = vision_learner
