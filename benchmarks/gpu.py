@@ -207,8 +207,7 @@ def bench_decode(files: list[Path], size: int, device: Any) -> dict:
     import torch.nn.functional as F
     from torchvision.io import decode_jpeg, read_file
 
-    from vision_tl import Resize
-    from vision_tl.inference.predict import Predictor
+    from vision_tl import Predictor, Resize
 
     tfm = [Resize(size)]
     decode_one = Predictor(torch.nn.Identity(), ["x"], tfm, None, device="cpu").preprocess

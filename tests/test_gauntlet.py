@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from vision_tl.data.batch_tfms import imagenet_stats
 from vision_tl.data.external import DownloadError, UnsafeArchiveError, download_url, extract_archive
 from vision_tl.data.images import ImageError, open_image, verify_images
 from vision_tl.data.sources import get_image_files
@@ -388,7 +389,7 @@ def exported(tmp_path):
     from vision_tl.models.build import ModelConfig, build_model
 
     cfg = ModelConfig(arch="resnet10t", n_out=2, input_size=(32, 32))
-    pred = Predictor(build_model(cfg, pretrained=False).eval(), ["a", "b"], [Resize(32)], (cfg.mean, cfg.std),
+    pred = Predictor(build_model(cfg, pretrained=False).eval(), ["a", "b"], [Resize(32)], imagenet_stats,
                      device="cpu", model_config=cfg)
     return pred.export(tmp_path / "model.vtl"), pred
 
@@ -624,6 +625,7 @@ def test_stale_temp_cleanup_is_used_by_every_atomic_write(tmp_path):
 _KILL_DURING = r"""
 import os, signal, sys
 import vision_tl.inference.export as ex
+from vision_tl.data.batch_tfms import imagenet_stats
 from vision_tl.data.item_tfms import Resize
 from vision_tl.inference.predict import Predictor
 from vision_tl.models.build import ModelConfig, build_model
@@ -632,7 +634,7 @@ def die(*a):  # the temporary file is written in full: SIGKILL before the rename
     os.kill(os.getpid(), signal.SIGKILL)
 
 cfg = ModelConfig(arch="resnet10t", n_out=2, input_size=(32, 32))
-pred = Predictor(build_model(cfg, pretrained=False).eval(), ["a", "b"], [Resize(32)], (cfg.mean, cfg.std),
+pred = Predictor(build_model(cfg, pretrained=False).eval(), ["a", "b"], [Resize(32)], imagenet_stats,
                  device="cpu", model_config=cfg)
 ex.os.replace = die
 pred.export(sys.argv[1])
@@ -660,7 +662,7 @@ import os, signal, sys
 sys.path.insert(0, sys.argv[2])
 from tinydata import TinyDLs
 from torch import nn
-from vision_tl.train.callbacks import CheckpointCallback
+from vision_tl import CheckpointCallback
 from vision_tl.train.learner import Learner
 
 real, saves = os.replace, []
@@ -680,7 +682,7 @@ Learner(TinyDLs(n=16, size=8, bs=4), model, path=sys.argv[1], device="cpu").fit(
 @pytest.mark.slow
 @pytest.mark.skipif(os.name == "nt", reason="SIGKILL")
 def test_training_killed_during_a_checkpoint_save_resumes_and_the_next_save_clears_the_debris(learn, tmp_path):
-    from vision_tl.train.callbacks import CheckpointCallback
+    from vision_tl import CheckpointCallback
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", _KILL_DURING_CHECKPOINT, str(tmp_path), str(Path(__file__).parent / "train")],

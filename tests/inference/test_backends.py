@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 
+from vision_tl.data.batch_tfms import imagenet_stats
 from vision_tl.data.item_tfms import Resize
 from vision_tl.inference import backends
 from vision_tl.inference.export import load_learner
@@ -27,7 +28,7 @@ def _predictor(activation: str = "softmax", seed: int = 0) -> Predictor:
     torch.manual_seed(seed)
     cfg = ModelConfig(arch="resnet10t", n_out=len(VOCAB), input_size=(32, 32))
     model = build_model(cfg, pretrained=False).eval()
-    return Predictor(model, VOCAB, [Resize(32)], (cfg.mean, cfg.std), device="cpu", model_config=cfg,
+    return Predictor(model, VOCAB, [Resize(32)], imagenet_stats, device="cpu", model_config=cfg,
                      multi_label=activation == "sigmoid")
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from vision_tl import vision_learner
 from vision_tl.data.factories import ImageDataLoaders
 from vision_tl.data.item_tfms import Resize
 from vision_tl.data.synthetic import make_synthetic_multi_label
@@ -20,7 +21,6 @@ from vision_tl.inference.export import load_learner, read_manifest
 from vision_tl.inference.interpret import ClassificationInterpretation
 from vision_tl.inference.interpret_multi import MultiLabelInterpretation
 from vision_tl.metrics import F1ScoreMulti, accuracy_multi
-from vision_tl.train.learner import vision_learner
 from vision_tl.train.losses import BCEWithLogitsLossFlat
 
 CLASSES = ("circle", "square", "triangle", "cross", "ring")

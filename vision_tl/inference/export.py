@@ -199,7 +199,9 @@ def read_manifest(fname: str | Path) -> dict[str, Any]:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
-        _sniff_foreign(path, head)
+        if f.read(1) != b"{" and len(head) == 8:  # safetensors: JSON right after an 8-byte length (may start 0x80)
+            _sniff_foreign(path, head)
+        f.seek(8)
         if len(head) < 8:
             raise ExportFormatError(path, f"file is empty or truncated ({size} bytes)")
         (n,) = struct.unpack("<Q", head)
