@@ -34,6 +34,7 @@ class ModelConfig:
     input_size: tuple[int, int] | None = None
     mean: tuple[float, ...] = field(default=IMAGENET_MEAN)
     std: tuple[float, ...] = field(default=IMAGENET_STD)
+    y_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or not self.arch:
@@ -50,6 +51,10 @@ class ModelConfig:
             if len(self.input_size) != 2:
                 raise ValueError(f"ModelConfig.input_size must be (h, w), got {self.input_size!r}")
             self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        if self.y_range is not None:
+            if len(self.y_range) != 2 or not float(self.y_range[0]) < float(self.y_range[1]):
+                raise ValueError(f"ModelConfig.y_range must be (low, high) with low < high, got {self.y_range!r}")
+            self.y_range = (float(self.y_range[0]), float(self.y_range[1]))
         self.mean, self.std = tuple(float(m) for m in self.mean), tuple(float(s) for s in self.std)
         if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
             raise ValueError(f"ModelConfig mean/std must match in length with std > 0, got {self.mean!r}, {self.std!r}")
@@ -57,7 +62,7 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (tuples become lists)."""
         d = asdict(self)
-        for k in ("input_size", "mean", "std"):
+        for k in ("input_size", "mean", "std", "y_range"):
             if d[k] is not None:
                 d[k] = list(d[k])
         return d
@@ -70,7 +75,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"ModelConfig.from_dict: unknown keys {unknown} (known: {sorted(known)})")
         d = dict(d)
-        for k in ("input_size", "mean", "std"):
+        for k in ("input_size", "mean", "std", "y_range"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
         return cls(**d)
@@ -92,18 +97,20 @@ def build_model(cfg: ModelConfig, pretrained: bool = False, weights: str | Path 
     body, nf, _ = create_body(_resolve_arch(cfg), pretrained=pretrained, weights=weights)
     head = create_head(
         nf, cfg.n_out, lin_ftrs=cfg.lin_ftrs, ps=cfg.ps, concat_pool=cfg.concat_pool,
-        first_bn=cfg.first_bn, bn_final=cfg.bn_final,
+        first_bn=cfg.first_bn, bn_final=cfg.bn_final, y_range=cfg.y_range,
     )
     return nn.Sequential(body, head)
 
 
 def config_for(
     arch: Any, n_out: int, stats: dict, concat_pool: bool = True, lin_ftrs: list[int] | None = None,
-    ps: float = 0.5, bn_final: bool = False, first_bn: bool = True,
+    ps: float = 0.5, bn_final: bool = False, first_bn: bool = True, y_range: tuple[float, float] | None = None,
 ) -> ModelConfig | None:
     """The ``ModelConfig`` for a timm name or torchvision builder; ``None`` for a custom module body."""
     if isinstance(arch, str):
         name, source = arch, "timm"
+    elif isinstance(getattr(arch, "timm_name", None), str):  # an architecture symbol such as xresnet50
+        name, source = arch.timm_name, "timm"
     elif callable(arch) and not isinstance(arch, nn.Module) and getattr(arch, "__module__", "").startswith("torchvision"):
         name, source = arch.__name__, "torchvision"
     else:
@@ -111,5 +118,5 @@ def config_for(
     return ModelConfig(
         arch=name, source=source, n_out=n_out, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps,
         bn_final=bn_final, first_bn=first_bn, input_size=stats.get("input_size"),
-        mean=stats["mean"], std=stats["std"],
+        mean=stats["mean"], std=stats["std"], y_range=y_range,
     )

@@ -32,7 +32,7 @@ def vision_learner(
     normalize: bool = True, n_out: int | None = None, concat_pool: bool = True, lin_ftrs: list[int] | None = None,
     ps: float = 0.5, first_bn: bool = True, bn_final: bool = False, custom_head: nn.Module | None = None,
     layer_decay: float | None = None, device: torch.device | str | None = None, compile: bool = False,
-    amp: bool | None = None,
+    amp: bool | None = None, y_range: tuple[float, float] | None = None,
 ) -> Learner:
     """A Learner for transfer learning: pretrained ``arch`` body + a new head sized to ``dls.c``.
 
@@ -40,7 +40,8 @@ def vision_learner(
     ``weights``: a local ``.safetensors``/``.pth`` file for the body (works offline). The
     backbone's normalization stats are appended to ``dls.batch_tfms`` when ``normalize`` and none
     is there. ``layer_decay`` (e.g. 0.75) gives one group per body layer with timm-style decayed
-    LRs. The model starts frozen (head only) when pretrained.
+    LRs. ``y_range=(low, high)`` squashes the outputs into that range (``SigmoidRange``, for
+    regression). The model starts frozen (head only) when pretrained.
 
     Example:
         >>> learn = vision_learner(dls, "resnet34", metrics=error_rate)
@@ -55,10 +56,12 @@ def vision_learner(
         raise ValueError(f"n_out must be a positive int (default: dls.c), got {n_out!r}")
     body, nf, stats = create_body(arch, pretrained=pretrained, weights=weights)
     head = custom_head if custom_head is not None else create_head(
-        nf, n_out, lin_ftrs=lin_ftrs, ps=ps, concat_pool=concat_pool, first_bn=first_bn, bn_final=bn_final)
+        nf, n_out, lin_ftrs=lin_ftrs, ps=ps, concat_pool=concat_pool, first_bn=first_bn, bn_final=bn_final,
+        y_range=y_range)
     model = nn.Sequential(body, head)
     cfg = None if custom_head is not None else config_for(
-        arch, n_out, stats, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps, bn_final=bn_final, first_bn=first_bn)
+        arch, n_out, stats, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps, bn_final=bn_final, first_bn=first_bn,
+        y_range=y_range)
     if normalize:
         _add_normalize(dls, stats)
     lr_mults = None
