@@ -156,6 +156,20 @@ def _default_workers(n_items: int, bs: int, device: torch.device) -> int:
     return max(0, min(4, cpus - 1 if device.type != "cpu" else cpus // 4))
 
 
+class PredictorData:
+    """``Predictor.dls``: the vocab a fastai user reads as ``learn.dls.vocab`` (there is no data to load)."""
+
+    def __init__(self, vocab: Sequence[str]) -> None:
+        self.vocab = list(vocab)
+
+    @property
+    def c(self) -> int:
+        return len(self.vocab)
+
+    def __repr__(self) -> str:
+        return f"PredictorData(vocab={self.vocab!r})"
+
+
 class Predictor:
     """Everything prediction needs, and nothing else: model, vocab, valid item tfms, normalization.
 
@@ -232,6 +246,11 @@ class Predictor:
         return [*self.batch_tfms, *([self._normalize] if self._normalize is not None else [])]
 
     @property
+    def dls(self) -> PredictorData:
+        """What fastai code reads of a loaded learner's data: ``predictor.dls.vocab`` (and ``.c``)."""
+        return PredictorData(self.vocab)
+
+    @property
     def c(self) -> int:
         """Number of classes."""
         return len(self.vocab)
@@ -257,14 +276,14 @@ class Predictor:
             out = self.model(xb)
         return torch.softmax(out.float(), dim=1).cpu()
 
-    def predict(self, item: Item) -> tuple[str, int, torch.Tensor]:
-        """``(label, index, probs)`` for one image, like fastai's ``learn.predict``."""
+    def predict(self, item: Item) -> tuple[str, torch.Tensor, torch.Tensor]:
+        """``(label, index, probs)`` for one image, like fastai's ``learn.predict`` (``index`` is a 0-d tensor)."""
         img = self.preprocess(item)
         if not img.flags.writeable:  # e.g. a read-only array straight from PIL
             img = img.copy()
         probs = self.forward_uint8(torch.from_numpy(img).permute(2, 0, 1)[None])[0]
-        idx = int(probs.argmax())
-        return self.vocab[idx], idx, probs
+        idx = probs.argmax()
+        return self.vocab[int(idx)], idx, probs
 
     def top_k(self, item: Item, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` most likely ``(label, probability)`` pairs for one image, most likely first."""
@@ -305,6 +324,19 @@ class Predictor:
     def decode(self, probs: torch.Tensor) -> list[str]:
         """Labels for a ``(n, c)`` probability tensor."""
         return [self.vocab[i] for i in probs.argmax(1).tolist()]
+
+    def grad_cam(self, item: Item, target: int | str | None = None, layer: nn.Module | None = None) -> np.ndarray:
+        """The Grad-CAM heatmap ``(H, W)`` in ``[0, 1]`` for ``item`` (see ``vision_tl.inference.cam``)."""
+        from .cam import grad_cam
+
+        return grad_cam(self, item, target, layer)
+
+    def show_cam(self, item: Item, target: int | str | None = None, layer: nn.Module | None = None,
+                 **kwargs: Any) -> Any:
+        """Draw ``item`` with its Grad-CAM heatmap on top; returns the matplotlib axes."""
+        from .cam import show_cam
+
+        return show_cam(self, item, target, layer, **kwargs)
 
     def export(self, fname: str | Path) -> Path:
         """Write this predictor to a ``.vtl`` file (see ``vision_tl.inference.export``)."""

@@ -459,6 +459,15 @@ class Learner:
             self._predictor_cache = (key, Predictor.from_learner(self))
         return self._predictor_cache[1]
 
+    def grad_cam(self, item: Any, target: int | str | None = None, layer: nn.Module | None = None) -> Any:
+        """The Grad-CAM heatmap ``(H, W)`` in ``[0, 1]`` for one image (``vision_tl.inference.cam``)."""
+        return self._predictor().grad_cam(item, target, layer)
+
+    def show_cam(self, item: Any, target: int | str | None = None, layer: nn.Module | None = None,
+                 **kwargs: Any) -> Any:
+        """Draw one image with its Grad-CAM heatmap on top; returns the matplotlib axes."""
+        return self._predictor().show_cam(item, target, layer, **kwargs)
+
     def tta(self, **kwargs: Any) -> Any:
         from ..inference.predict import tta
 
