@@ -79,3 +79,4 @@ def test_y_range_travels_in_the_model_config():
     assert isinstance(model[1][-1], SigmoidRange) and model[1][-1].high == 5.0
     with pytest.raises(ValueError, match="y_range"):
         ModelConfig(arch="resnet10t", y_range=(3, 1))
+    assert "y_range" not in ModelConfig(arch="resnet10t").to_dict()  # files stay readable by older versions

@@ -60,10 +60,13 @@ class ModelConfig:
             raise ValueError(f"ModelConfig mean/std must match in length with std > 0, got {self.mean!r}, {self.std!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (tuples become lists)."""
+        """A JSON-able dict (tuples become lists; ``y_range`` only when set, so files stay readable by
+        versions that predate it)."""
         d = asdict(self)
+        if d["y_range"] is None:
+            del d["y_range"]
         for k in ("input_size", "mean", "std", "y_range"):
-            if d[k] is not None:
+            if d.get(k) is not None:
                 d[k] = list(d[k])
         return d
 
