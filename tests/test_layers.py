@@ -23,13 +23,14 @@ ROOT = PKG.parent
 
 # lowest first; a module's layer is the first entry its dotted name starts with
 LAYERS: list[tuple[str, ...]] = [
-    ("vision_tl.files", "vision_tl.metrics"),
+    ("vision_tl.files", "vision_tl.metrics", "vision_tl.basics"),
     ("vision_tl.data",),
     ("vision_tl.models",),
     ("vision_tl.train",),
     ("vision_tl.inference",),
     ("vision_tl.demo",),
     ("vision_tl.cli", "vision_tl.cli_multi"),
+    ("vision_tl.all",),
 ]
 
 

@@ -130,8 +130,10 @@ class ClassificationInterpretation:
         print(text)
         return text
 
-    def plot_confusion_matrix(self, normalize: bool = False, cmap: str = "Blues", figsize: tuple | None = None) -> Any:
-        """A matplotlib ``Figure`` of the confusion matrix (rows actual, columns predicted)."""
+    def plot_confusion_matrix(self, normalize: bool = False, cmap: str = "Blues", figsize: tuple | None = None,
+                              dpi: float | None = None, title: str = "Confusion matrix", norm_dec: int = 2,
+                              plot_txt: bool = True) -> Any:
+        """A matplotlib ``Figure`` of the confusion matrix (rows actual, columns predicted); fastai's keywords."""
         import matplotlib.pyplot as plt
 
         cm = self.confusion_matrix().astype(float)
@@ -139,16 +141,16 @@ class ClassificationInterpretation:
             cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
         c = len(self.vocab)
         side = figsize or (max(4.0, 0.5 * c + 2), max(4.0, 0.5 * c + 2))
-        fig, ax = plt.subplots(figsize=side)
+        fig, ax = plt.subplots(figsize=side, dpi=dpi)
         ax.imshow(cm, interpolation="nearest", cmap=cmap)
-        ax.set(xticks=range(c), yticks=range(c), xlabel="Predicted", ylabel="Actual", title="Confusion matrix")
+        ax.set(xticks=range(c), yticks=range(c), xlabel="Predicted", ylabel="Actual", title=title)
         ax.set_xticklabels(self.vocab, rotation=90)
         ax.set_yticklabels(self.vocab)
-        if c <= 30:
+        if plot_txt and c <= 30:
             thresh = cm.max() / 2 if cm.size else 0
             for i in range(c):
                 for j in range(c):
-                    ax.text(j, i, f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}", ha="center", va="center",
+                    ax.text(j, i, f"{cm[i, j]:.{norm_dec}f}" if normalize else f"{int(cm[i, j])}", ha="center", va="center",
                             color="white" if cm[i, j] > thresh else "black", fontsize=8)
         fig.tight_layout()
         return fig
@@ -162,26 +164,28 @@ class ClassificationInterpretation:
 
         return to_rgb_array(self.items[i])
 
-    def plot_top_losses(self, k: int = 9, largest: bool = True, ncols: int | None = None) -> Any:
+    def plot_top_losses(self, k: int = 9, largest: bool = True, ncols: int | None = None, nrows: int | None = None,
+                        figsize: tuple[float, float] | None = None) -> Any:
         """The ``k`` worst-predicted images titled ``predicted / actual / loss / probability of actual``."""
         losses, idxs = self.top_losses(k, largest)
         return _grid(
             [self._image(int(i)) for i in idxs],
             [f"{self.vocab[int(self.preds[i])]}/{self.vocab[int(self.targets[i])]}\n"
              f"{float(loss):.2f} / {float(self.probs[i, self.targets[i]]):.2f}" for loss, i in zip(losses, idxs)],
-            ncols, suptitle="predicted/actual  loss/probability",
+            ncols, suptitle="predicted/actual  loss/probability", nrows=nrows, figsize=figsize,
         )
 
 
 def _grid(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int | None = None,
-          colors: Sequence[str] | None = None, suptitle: str | None = None) -> Any:
+          colors: Sequence[str] | None = None, suptitle: str | None = None, nrows: int | None = None,
+          figsize: tuple[float, float] | None = None) -> Any:
     """A figure of images in a grid with one title each."""
     import matplotlib.pyplot as plt
 
     n = max(1, len(images))
-    ncols = ncols or min(n, 3)
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3.2 * nrows), squeeze=False)
+    ncols = ncols or (-(-n // nrows) if nrows else min(n, 3))
+    nrows = max(nrows or 0, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3 * ncols, 3.2 * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for k, (ax, img, title) in enumerate(zip(axes.flat, images, titles)):
@@ -193,7 +197,8 @@ def _grid(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int | None
     return fig
 
 
-def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, ncols: int | None = None) -> Any:
+def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, ncols: int | None = None,
+                 nrows: int | None = None, figsize: tuple[float, float] | None = None) -> Any:
     """``learn.show_results``: validation images titled ``actual / predicted`` (green right, red wrong)."""
     ds = (dl if dl is not None else _ordered_dl(learn, ds_idx)).dataset
     n = min(max_n, len(ds))
@@ -217,7 +222,7 @@ def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, nc
     predicted = probs.argmax(1).tolist()
     titles = [f"{vocab[a] if a >= 0 else '?'}\n{vocab[p]}" for a, p in zip(actual, predicted)]
     colors = ["green" if a == p else "red" for a, p in zip(actual, predicted)]
-    return _grid(images, titles, ncols, colors=colors, suptitle="actual / predicted")
+    return _grid(images, titles, ncols, colors=colors, suptitle="actual / predicted", nrows=nrows, figsize=figsize)
 
 
 def _label_set(ds: Any, vocab: Sequence[str], i: int) -> str:

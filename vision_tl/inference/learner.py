@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from ..train import learner as _train
 from ..train import vision as _vision
 from ..train.distributed import rank0_only
@@ -54,6 +56,15 @@ class Learner(_train.Learner):
         if cached is None or cached[0] != key:  # the model and dls compare by identity
             self._predictor_cache = (key, Predictor.from_learner(self))
         return self._predictor_cache[1]
+
+    def grad_cam(self, item: Any, target: int | str | None = None, layer: nn.Module | None = None) -> Any:
+        """The Grad-CAM heatmap ``(H, W)`` in ``[0, 1]`` for one image (``vision_tl.inference.cam``)."""
+        return self._predictor().grad_cam(item, target, layer)
+
+    def show_cam(self, item: Any, target: int | str | None = None, layer: nn.Module | None = None,
+                 **kwargs: Any) -> Any:
+        """Draw one image with its Grad-CAM heatmap on top; returns the matplotlib axes."""
+        return self._predictor().show_cam(item, target, layer, **kwargs)
 
     def tta(self, **kwargs: Any) -> Any:
         """Test-time augmentation: ``(probs, targets)`` (see ``vision_tl.inference.tta.tta``)."""

@@ -143,6 +143,20 @@ def _default_workers(n_items: int, bs: int, device: torch.device) -> int:
     return max(0, min(4, cpus - 1 if device.type != "cpu" else cpus // 4))
 
 
+class PredictorData:
+    """``Predictor.dls``: the vocab a fastai user reads as ``learn.dls.vocab`` (there is no data to load)."""
+
+    def __init__(self, vocab: Sequence[str]) -> None:
+        self.vocab = list(vocab)
+
+    @property
+    def c(self) -> int:
+        return len(self.vocab)
+
+    def __repr__(self) -> str:
+        return f"PredictorData(vocab={self.vocab!r})"
+
+
 class Predictor:
     """Everything prediction needs, and nothing else: model, vocab and the ``Preprocess`` spec.
 
@@ -257,6 +271,11 @@ class Predictor:
         return draft_size_for(self.item_tfms)
 
     @property
+    def dls(self) -> PredictorData:
+        """What fastai code reads of a loaded learner's data: ``predictor.dls.vocab`` (and ``.c``)."""
+        return PredictorData(self.vocab)
+
+    @property
     def c(self) -> int:
         """Number of classes."""
         return len(self.vocab)
@@ -277,9 +296,9 @@ class Predictor:
                             channels_last=self.channels_last).cpu()
 
     def predict(self, item: Item) -> tuple[Any, Any, torch.Tensor]:
-        """One image, like fastai's ``learn.predict``: ``(label, index, probs)``, or for a multi-label
-        model ``(labels: list[str], mask: bool tensor (c,), probs)`` with the labels whose
-        probability is above ``thresh``."""
+        """One image, like fastai's ``learn.predict``: ``(label, index, probs)`` (``index`` a 0-d tensor), or
+        for a multi-label model ``(labels: list[str], mask: bool tensor (c,), probs)`` with the labels
+        whose probability is above ``thresh``."""
         img = self.preprocess(item)
         if not img.flags.writeable:  # e.g. a read-only array straight from PIL
             img = img.copy()
@@ -287,8 +306,8 @@ class Predictor:
         if self.multi_label:
             mask = probs > self.thresh
             return self.decode(probs[None])[0], mask, probs
-        idx = int(probs.argmax())
-        return self.vocab[idx], idx, probs
+        idx = probs.argmax()
+        return self.vocab[int(idx)], idx, probs
 
     def top_k(self, item: Item, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` most likely ``(label, probability)`` pairs for one image, most likely first."""
@@ -339,6 +358,19 @@ class Predictor:
         if self.multi_label:
             return [[self.vocab[i] for i in row.nonzero().flatten().tolist()] for row in probs > self.thresh]
         return [self.vocab[i] for i in probs.argmax(1).tolist()]
+
+    def grad_cam(self, item: Item, target: int | str | None = None, layer: nn.Module | None = None) -> np.ndarray:
+        """The Grad-CAM heatmap ``(H, W)`` in ``[0, 1]`` for ``item`` (see ``vision_tl.inference.cam``)."""
+        from .cam import grad_cam
+
+        return grad_cam(self, item, target, layer)
+
+    def show_cam(self, item: Item, target: int | str | None = None, layer: nn.Module | None = None,
+                 **kwargs: Any) -> Any:
+        """Draw ``item`` with its Grad-CAM heatmap on top; returns the matplotlib axes."""
+        from .cam import show_cam
+
+        return show_cam(self, item, target, layer, **kwargs)
 
     def export(self, fname: str | Path) -> Path:
         """Write this predictor to a ``.vtl`` file (see ``vision_tl.inference.export``)."""

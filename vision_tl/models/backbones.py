@@ -50,6 +50,19 @@ class TimmBody(nn.Module):
             return x[:, :, None, None]
         return x
 
+    def _stages(self) -> list[nn.Module]:
+        """The timm model's top-level children up to the last one with parameters (the classifier
+        and pooling left by ``num_classes=0`` are dropped): ``body[-1]`` is the last stage, like fastai's."""
+        children = list(self.model.children())
+        last = max((i for i, c in enumerate(children) if any(True for _ in c.parameters())), default=-1)
+        return children[: last + 1]
+
+    def __getitem__(self, i: int | slice) -> nn.Module | list[nn.Module]:
+        return self._stages()[i]
+
+    def __len__(self) -> int:
+        return len(self._stages())
+
 
 def load_weights_file(fname: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a ``torch.save`` file (``weights_only=True``).
@@ -237,6 +250,12 @@ def _torchvision_body(
     name = getattr(builder, "__name__", str(builder))
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     use_hub = pretrained and weights is None
+    if use_hub:  # answer at once offline instead of after urllib's timeout
+        from .hub import find_torchvision_pretrained
+
+        available, _, why = find_torchvision_pretrained(name)
+        if not available:
+            raise _offline_error(name, why)
     try:
         model = builder(weights="DEFAULT" if use_hub else None)
     except (OSError, RuntimeError, ValueError) as e:  # URLError is an OSError
@@ -273,7 +292,8 @@ def create_body(
     """Return ``(body, n_features, stats)`` for ``arch``.
 
     Args:
-        arch: a timm model name (``"resnet34"``), a torchvision builder, or an ``nn.Module`` body.
+        arch: a timm model name (``"resnet34"``), a torchvision builder (``vision_tl.resnet34`` is
+            torchvision's), a timm architecture symbol (``xresnet50``), or an ``nn.Module`` body.
         pretrained: load the hub's pretrained weights (timm/torchvision caches; network if needed).
         weights: a local ``.safetensors``/``.pth`` state dict; overrides the hub. Works offline.
         weights_map: how to rename the file's keys to the body's: ``{regex: replacement}`` applied in
@@ -287,6 +307,8 @@ def create_body(
         raise ValueError("weights_map renames the keys of a weights file: pass weights=FILE with it")
     if isinstance(arch, str):
         return _timm_body(arch, pretrained, weights, weights_map)
+    if isinstance(getattr(arch, "timm_name", None), str):  # an architecture symbol such as xresnet50
+        return _timm_body(arch.timm_name, pretrained, weights, weights_map)
     if isinstance(arch, nn.Module):
         if weights is not None:
             _load_file_into(arch, weights, weights_map)

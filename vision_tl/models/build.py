@@ -33,6 +33,7 @@ class ModelConfig:
     bn_final: bool = False
     first_bn: bool = True
     input_size: tuple[int, int] | None = None
+    y_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or not self.arch:
@@ -49,12 +50,20 @@ class ModelConfig:
             if len(self.input_size) != 2:
                 raise ValueError(f"ModelConfig.input_size must be (h, w), got {self.input_size!r}")
             self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        if self.y_range is not None:
+            if len(self.y_range) != 2 or not float(self.y_range[0]) < float(self.y_range[1]):
+                raise ValueError(f"ModelConfig.y_range must be (low, high) with low < high, got {self.y_range!r}")
+            self.y_range = (float(self.y_range[0]), float(self.y_range[1]))
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (tuples become lists)."""
+        """A JSON-able dict (tuples become lists; ``y_range`` only when set, so files stay readable by
+        versions that predate it)."""
         d = asdict(self)
-        if d["input_size"] is not None:
-            d["input_size"] = list(d["input_size"])
+        if d["y_range"] is None:
+            del d["y_range"]
+        for k in ("input_size", "y_range"):
+            if d.get(k) is not None:
+                d[k] = list(d[k])
         return d
 
     @classmethod
@@ -69,8 +78,9 @@ class ModelConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"ModelConfig.from_dict: unknown keys {unknown} (known: {sorted(known)})")
-        if d.get("input_size") is not None:
-            d["input_size"] = tuple(d["input_size"])
+        for k in ("input_size", "y_range"):
+            if d.get(k) is not None:
+                d[k] = tuple(d[k])
         return cls(**d)
 
 
@@ -90,18 +100,20 @@ def build_model(cfg: ModelConfig, pretrained: bool = False, weights: str | Path 
     body, nf, _ = create_body(_resolve_arch(cfg), pretrained=pretrained, weights=weights)
     head = create_head(
         nf, cfg.n_out, lin_ftrs=cfg.lin_ftrs, ps=cfg.ps, concat_pool=cfg.concat_pool,
-        first_bn=cfg.first_bn, bn_final=cfg.bn_final,
+        first_bn=cfg.first_bn, bn_final=cfg.bn_final, y_range=cfg.y_range,
     )
     return nn.Sequential(body, head)
 
 
 def config_for(
     arch: Any, n_out: int, stats: dict, concat_pool: bool = True, lin_ftrs: list[int] | None = None,
-    ps: float = 0.5, bn_final: bool = False, first_bn: bool = True,
+    ps: float = 0.5, bn_final: bool = False, first_bn: bool = True, y_range: tuple[float, float] | None = None,
 ) -> ModelConfig | None:
     """The ``ModelConfig`` for a timm name or torchvision builder; ``None`` for a custom module body."""
     if isinstance(arch, str):
         name, source = arch, "timm"
+    elif isinstance(getattr(arch, "timm_name", None), str):  # an architecture symbol such as xresnet50
+        name, source = arch.timm_name, "timm"
     elif callable(arch) and not isinstance(arch, nn.Module) and getattr(arch, "__module__", "").startswith("torchvision"):
         name, source = arch.__name__, "torchvision"
     else:
@@ -109,4 +121,5 @@ def config_for(
     return ModelConfig(
         arch=name, source=source, n_out=n_out, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps,
         bn_final=bn_final, first_bn=first_bn, input_size=stats.get("input_size"),
+        y_range=y_range,
     )

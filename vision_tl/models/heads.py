@@ -20,6 +20,22 @@ class AdaptiveConcatPool2d(nn.Module):
         return torch.cat([self.mp(x), self.ap(x)], 1)
 
 
+class SigmoidRange(nn.Module):
+    """``sigmoid(x)`` scaled to ``(low, high)``: a regression head whose outputs stay in range (fastai)."""
+
+    def __init__(self, low: float, high: float) -> None:
+        super().__init__()
+        if not low < high:
+            raise ValueError(f"y_range must be (low, high) with low < high, got ({low!r}, {high!r})")
+        self.low, self.high = float(low), float(high)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x) * (self.high - self.low) + self.low
+
+    def extra_repr(self) -> str:
+        return f"low={self.low}, high={self.high}"
+
+
 def lin_bn_drop(n_in: int, n_out: int, bn: bool = True, p: float = 0.0, act: nn.Module | None = None) -> list[nn.Module]:
     """BatchNorm1d → Dropout → Linear (no bias after a BatchNorm) → activation, as fastai's LinBnDrop."""
     layers: list[nn.Module] = []
@@ -41,13 +57,14 @@ def create_head(
     concat_pool: bool = True,
     first_bn: bool = True,
     bn_final: bool = False,
+    y_range: tuple[float, float] | None = None,
 ) -> nn.Sequential:
     """Build a head for ``nf``-channel NCHW features and ``n_out`` classes.
 
     Pooling (concat avg+max by default) → flatten → [BN → dropout → linear → ReLU] per hidden
     size in ``lin_ftrs`` (default ``[512]``) → BN → dropout → linear to ``n_out``. A single ``ps``
     gives ``ps/2`` to hidden layers and ``ps`` to the last, as fastai does. Linear weights are
-    Kaiming-normal initialised.
+    Kaiming-normal initialised. ``y_range=(low, high)`` ends the head with ``SigmoidRange``.
     """
     if nf < 1 or n_out < 1:
         raise ValueError(f"create_head needs nf >= 1 and n_out >= 1, got nf={nf}, n_out={n_out}")
@@ -68,6 +85,8 @@ def create_head(
         layers += lin_bn_drop(ni, no, bn=bns[i], p=ps_list[i], act=act)
     if bn_final:
         layers.append(nn.BatchNorm1d(sizes[-1], momentum=0.01))
+    if y_range is not None:
+        layers.append(SigmoidRange(*y_range))
     head = nn.Sequential(*layers)
     for m in head.modules():
         if isinstance(m, nn.Linear):

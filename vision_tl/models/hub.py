@@ -13,7 +13,7 @@ import socket
 import urllib.parse
 from pathlib import Path
 
-__all__ = ["find_pretrained", "host_reachable"]
+__all__ = ["find_pretrained", "find_torchvision_pretrained", "host_reachable"]
 
 _OFF = ("1", "true", "yes", "on")
 
@@ -62,3 +62,25 @@ def find_pretrained(arch: str) -> tuple[bool, Path | None, str]:
     if host and host_reachable(host):
         return True, None, f"downloading weights from {host}"
     return False, None, "no network and no cached copy of the pretrained weights"
+
+
+def find_torchvision_pretrained(name: str) -> tuple[bool, Path | None, str]:
+    """``(available, cached_file, why)`` for torchvision model ``name``'s default pretrained weights.
+
+    The torch hub cache (``$TORCH_HOME/hub/checkpoints``) is where torchvision's own loader looks
+    first; otherwise the weights count as available when their host answers.
+    """
+    import torch.hub
+    import torchvision
+
+    try:
+        url = torchvision.models.get_model_weights(name).DEFAULT.url
+    except (ValueError, KeyError, AttributeError):
+        return False, None, f"torchvision knows no pretrained weights for {name!r}"
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urllib.parse.urlparse(url).path).name
+    if cached.is_file():
+        return True, cached, f"cached weights {cached}"
+    host = urllib.parse.urlparse(url).hostname
+    if host and host_reachable(host):
+        return True, None, f"downloading weights from {host}"
+    return False, None, f"no network and no cached copy of the pretrained weights ({cached})"

@@ -31,17 +31,19 @@ def vision_learner(
     mean: Sequence[float] | None = None, std: Sequence[float] | None = None, n_out: int | None = None,
     concat_pool: bool = True, lin_ftrs: list[int] | None = None, ps: float = 0.5, first_bn: bool = True,
     bn_final: bool = False, custom_head: nn.Module | None = None, splitter: Callable | None = None,
-    layer_decay: float | None = None, compile: bool = False, learner_cls: type[Learner] = Learner,
-    **learner_kwargs: Any,
+    layer_decay: float | None = None, compile: bool = False, y_range: tuple[float, float] | None = None,
+    learner_cls: type[Learner] = Learner, **learner_kwargs: Any,
 ) -> Learner:
     """A Learner for transfer learning: pretrained ``arch`` body + a new head sized to ``dls.c``.
 
     ``arch``: a timm name (``"resnet34"``), a torchvision builder or an ``nn.Module`` body;
     ``weights``: a local ``.safetensors``/``.pth`` file for the body (works offline), its keys renamed by
-    ``weights_map`` where it comes from another library (see ``create_body``). Inputs are normalized with ``mean``/``std`` if given, else the statistics stored with ``weights``, else the
-    backbone's pretrained config (``normalize=False``: not at all); a ``Normalize`` already in
-    ``dls.batch_tfms`` is kept and used instead. ``layer_decay`` (e.g. 0.75) gives one group per body
-    layer with timm-style decayed LRs. The model starts frozen (head only) when pretrained. Every
+    ``weights_map`` where it comes from another library (see ``create_body``). Inputs are normalized
+    with ``mean``/``std`` if given, else the statistics stored with ``weights``, else the backbone's
+    pretrained config (``normalize=False``: not at all); a ``Normalize`` already in ``dls.batch_tfms``
+    is kept and used instead. ``layer_decay`` (e.g. 0.75) gives one group per body layer with
+    timm-style decayed LRs. ``y_range=(low, high)`` squashes the outputs into that range
+    (``SigmoidRange``, for regression). The model starts frozen (head only) when pretrained. Every
     other keyword (``metrics``, ``loss_func``, ``opt_func``, ``lr``, ``cbs``, ``path``, ``model_dir``,
     ``wd``, ``train_bn``, ``moms``, ``device``, ``amp``) goes to ``learner_cls`` unchanged.
 
@@ -54,10 +56,12 @@ def vision_learner(
         raise ValueError(f"n_out must be a positive int (default: dls.c), got {n_out!r}")
     body, nf, stats = create_body(arch, pretrained=pretrained, weights=weights, weights_map=weights_map)
     head = custom_head if custom_head is not None else create_head(
-        nf, n_out, lin_ftrs=lin_ftrs, ps=ps, concat_pool=concat_pool, first_bn=first_bn, bn_final=bn_final)
+        nf, n_out, lin_ftrs=lin_ftrs, ps=ps, concat_pool=concat_pool, first_bn=first_bn, bn_final=bn_final,
+        y_range=y_range)
     model = nn.Sequential(body, head)
     cfg = None if custom_head is not None else config_for(
-        arch, n_out, stats, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps, bn_final=bn_final, first_bn=first_bn)
+        arch, n_out, stats, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps, bn_final=bn_final, first_bn=first_bn,
+        y_range=y_range)
     spec = Preprocess.from_dls(dls)
     if normalize:
         spec = spec.with_stats(*decide_stats(stats, weights, mean, std, dls))
