@@ -8,6 +8,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from vision_tl import vision_learner
+from vision_tl.data.batch_tfms import imagenet_stats
 from vision_tl.data.factories import ImageDataLoaders
 from vision_tl.data.item_tfms import Resize
 from vision_tl.inference.export import load_learner
@@ -15,7 +17,6 @@ from vision_tl.models.archs import resnet18
 from vision_tl.models.build import ModelConfig, build_model
 from vision_tl.models.hooks import hook_output, hook_outputs
 from vision_tl.train.callbacks import Callback
-from vision_tl.train.learner import vision_learner
 
 SIZE = 64
 
@@ -123,7 +124,7 @@ def test_grad_cam_names_a_bad_target_and_a_layer_without_nchw_output(tmp_path):
     from vision_tl.inference.predict import Predictor
 
     cfg = ModelConfig(arch="resnet10t", n_out=2, input_size=(SIZE, SIZE))
-    pred = Predictor(build_model(cfg).eval(), ["a", "b"], [Resize(SIZE)], (cfg.mean, cfg.std), device="cpu")
+    pred = Predictor(build_model(cfg).eval(), ["a", "b"], [Resize(SIZE)], imagenet_stats, device="cpu")
     f = _probe(tmp_path, "vertical", "left")
     with pytest.raises(ValueError, match="target 'c' is not a class"):
         pred.grad_cam(f, target="c")

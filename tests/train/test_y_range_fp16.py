@@ -10,8 +10,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from tinydata import TinyDLs  # noqa: E402
 
+from vision_tl import vision_learner  # noqa: E402
 from vision_tl.models.heads import SigmoidRange  # noqa: E402
-from vision_tl.train.learner import vision_learner  # noqa: E402
 
 
 def test_vision_learner_y_range_bounds_outputs_and_is_saved_in_the_config():

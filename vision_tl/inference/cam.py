@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.batch_tfms import apply_batch_tfms
-from .predict import eval_mode
+from ..models.predict_step import activate, eval_mode, prepare_batch
 
 if TYPE_CHECKING:
     from .predict import Item, Predictor
@@ -66,14 +65,13 @@ def grad_cam_with_image(
     model = predictor.model
     layer = layer if layer is not None else _default_layer(model)
     img = np.ascontiguousarray(predictor.preprocess(item))
-    xb = torch.from_numpy(img).permute(2, 0, 1)[None].to(predictor.device)
-    xb = apply_batch_tfms(xb, predictor.tfms, train=False).float()
+    xb = prepare_batch(torch.from_numpy(img).permute(2, 0, 1)[None], predictor.spec, predictor.device).float()
     acts: list[torch.Tensor] = []
     handle = layer.register_forward_hook(lambda m, i, o: acts.append(o))
     try:
         with eval_mode(model), torch.enable_grad():
             out = model(xb.requires_grad_(True))  # grads reach the activations even in a frozen body
-            probs = torch.softmax(out.detach().float(), dim=1)[0].cpu()
+            probs = activate(out.detach(), predictor.spec.activation)[0].cpu()
             idx = _class_index(predictor, target, probs)
             if not acts or not isinstance(acts[-1], torch.Tensor) or acts[-1].ndim != 4:
                 got = tuple(acts[-1].shape) if acts and isinstance(acts[-1], torch.Tensor) else None
