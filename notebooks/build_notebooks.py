@@ -199,26 +199,20 @@ list(zip([f.name for f in images[:5]], labels[:5]))"""),
 The exported graph takes uint8 RGB images (NCHW, at the size the model was trained with), does the
 scaling and normalisation itself, and returns softmax probabilities. We check it against PyTorch with
 onnxruntime."""),
-    ("code", """import importlib.util
-
-import numpy as np
+    ("code", """import numpy as np
+import onnxruntime as ort  # installed with vision_tl, like onnx and onnxscript
 import torch
 
 from vision_tl import export_onnx
 
-if importlib.util.find_spec("onnxruntime") is None:
-    print("ONNX needs the onnx extra: pip install 'vision_tl[onnx]' (skipping this cell)")
-else:
-    import onnxruntime as ort
-
-    onnx_file = export_onnx(predictor, model_file.with_suffix(".onnx"))
-    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-    x = np.stack([predictor.preprocess(f) for f in images[:4]]).transpose(0, 3, 1, 2)  # uint8 NCHW
-    onnx_probs = sess.run(None, {"image": x})[0]
-    torch_probs = predictor.predict_batch(images[:4], num_workers=0).numpy()
-    print("ONNX:", predictor.decode(torch.from_numpy(onnx_probs)))
-    print("max |ONNX - torch| =", float(np.abs(onnx_probs - torch_probs).max()))
-    assert np.allclose(onnx_probs, torch_probs, atol=1e-4)"""),
+onnx_file = export_onnx(predictor, model_file.with_suffix(".onnx"))
+sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+x = np.stack([predictor.preprocess(f) for f in images[:4]]).transpose(0, 3, 1, 2)  # uint8 NCHW
+onnx_probs = sess.run(None, {"image": x})[0]
+torch_probs = predictor.predict_batch(images[:4], num_workers=0).numpy()
+print("ONNX:", predictor.decode(torch.from_numpy(onnx_probs)))
+print("max |ONNX - torch| =", float(np.abs(onnx_probs - torch_probs).max()))
+assert np.allclose(onnx_probs, torch_probs, atol=1e-4)"""),
 ]
 
 MULTI_LABEL = [

@@ -131,6 +131,7 @@ _EXPORTS: dict[str, str] = {
     # inference
     "load_learner": ".inference.export",
     "read_manifest": ".inference.export",
+    "describe_manifest": ".inference.export",
     "Predictor": ".inference.predict",
     "check_onnx": ".inference.onnx",
     "export_onnx": ".inference.onnx",

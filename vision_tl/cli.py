@@ -11,6 +11,7 @@ Nothing heavy is imported until a subcommand runs, so ``vision-tl --help`` answe
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,10 @@ from .files import replacing
 
 PROG = "vision-tl"
 _GLOB_CHARS = set("*?[")
+# train/valid folder pairs found without --train/--valid (fastai's sets: MNIST has training/ and testing/)
+SPLIT_FOLDERS = (("train", "valid"), ("train", "val"), ("training", "validation"), ("training", "testing"),
+                 ("train", "test"))
+_NAME_RE_EXAMPLE = "--label-from name-re '^(.+)_\\d+\\.jpg$'"
 
 
 class CLIError(Exception):
@@ -47,6 +52,9 @@ def _train_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bs", type=int, default=64, help="batch size (default: %(default)s)")
     p.add_argument("--valid-pct", type=float, default=0.2,
                    help="fraction held out for validation when DATA has no train/ and valid/ folders (default: %(default)s)")
+    p.add_argument("--train", metavar="NAME", help="the training subfolder of DATA (default: found among "
+                   + ", ".join(f"{t}/+{v}/" for t, v in SPLIT_FOLDERS) + ")")
+    p.add_argument("--valid", metavar="NAME", help="the validation subfolder of DATA (with --train)")
     p.add_argument("--seed", type=int, default=42, help="seed for the split and the augmentations (default: %(default)s)")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
                    help="start from ImageNet weights (downloaded once, or --weights FILE) (default: on)")
@@ -138,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="show what a .vtl file holds (architecture, classes, transforms, versions)")
     p.add_argument("model", type=Path, help="an exported .vtl file")
+    p.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
 
     p = sub.add_parser("demo", help="fastai lesson 1 end to end (offline synthetic pets, or --real)",
                        description="Train cats-vs-dogs end to end, export, reload, predict, and write plots.")
@@ -243,8 +252,11 @@ def _dataloaders(args: argparse.Namespace) -> Any:
     common = dict(item_tfms=Resize(args.size), batch_tfms=aug_transforms(), bs=args.bs, seed=args.seed,
                   num_workers=args.num_workers, device=args.device)
     if kind == "folder":
-        split_by_folder = (args.data / "train").is_dir() and (args.data / "valid").is_dir()
-        return ImageDataLoaders.from_folder(args.data, valid_pct=None if split_by_folder else args.valid_pct, **common)
+        split = args.split = split_folders(args.data, args.train, args.valid)
+        _check_folder_classes(args.data, split)
+        if split is not None:
+            return ImageDataLoaders.from_folder(args.data, train=split[0], valid=split[1], valid_pct=None, **common)
+        return ImageDataLoaders.from_folder(args.data, valid_pct=args.valid_pct, **common)
     if kind == "name-re":
         from vision_tl import get_image_files
 
@@ -252,6 +264,36 @@ def _dataloaders(args: argparse.Namespace) -> Any:
                                              **common)
     delim = args.label_delim if args.multi_label else None
     return ImageDataLoaders.from_csv(args.data, arg, valid_pct=args.valid_pct, label_delim=delim, **common)
+
+
+def split_folders(data: Path, train: str | None = None, valid: str | None = None) -> tuple[str, str] | None:
+    """The ``(train, valid)`` subfolders of ``data``: ``--train``/``--valid`` when given (both must exist),
+    else the first pair of ``SPLIT_FOLDERS`` present; None for a random split."""
+    if train or valid:
+        if not (train and valid):
+            raise CLIError("--train and --valid go together: give both folder names")
+        for flag, name in (("--train", train), ("--valid", valid)):
+            if not (data / name).is_dir():
+                raise CLIError(f"{flag} {name!r}: no folder {str(data / name)!r}")
+        return train, valid
+    return next(((t, v) for t, v in SPLIT_FOLDERS if (data / t).is_dir() and (data / v).is_dir()), None)
+
+
+def _one_class_error(data: Path, name: str, why: str) -> CLIError:
+    return CLIError(
+        f"{str(data)!r} has one class ({name!r}, the folder its images are in){why}; label the images another "
+        f"way, e.g. {_NAME_RE_EXAMPLE} (the first group of a regex on the file name) or --label-from csv "
+        "FILE, or put each class in its own subfolder")
+
+
+def _check_folder_classes(data: Path, split: tuple[str, str] | None) -> None:
+    """Refuse, with a way forward, a folder whose images are all in one folder (labelled by folder)."""
+    from .data.sources import get_image_files
+
+    files = [f for sub in (split or ("",)) for f in get_image_files(data / sub)]
+    classes = {f.parent.name for f in files}
+    if len(classes) == 1:
+        raise _one_class_error(data, classes.pop(), ": a classifier needs two or more")
 
 
 def _learner(args: argparse.Namespace) -> Any:
@@ -284,6 +326,8 @@ def _learner(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     _check_new(args.out, args.overwrite, "--out")
     learn = _learner(args)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
+        print(_plan(args, learn), flush=True)
     with learn.distrib_ctx():  # data-parallel when launched by torchrun, else a no-op
         learn.fine_tune(args.epochs, base_lr=args.lr, freeze_epochs=args.freeze_epochs)
         loss, acc, err = (float(v) for v in learn.validate()[:3])
@@ -296,6 +340,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"valid loss {loss:.4f}  accuracy {acc:.4f}  error rate {err:.4f}")
     print(f"saved {path}")
     return 0
+
+
+def _plan(args: argparse.Namespace, learn: Any) -> str:
+    """What ``train`` is about to do, printed before the first batch."""
+    dls = learn.dls
+    vocab = [str(v) for v in dls.vocab]
+    n_train, n_valid = len(dls.train_ds), len(dls.valid_ds)
+    split = getattr(args, "split", None)
+    how = (f"folders {split[0]}/ and {split[1]}/" if split else
+           f"a random {args.valid_pct:.0%} of the images, seed {args.seed}")
+    weights = (f"pretrained weights from {str(args.weights)!r}" if args.weights is not None
+               else "pretrained" if args.pretrained else "randomly initialised (--no-pretrained)")
+    shown = ", ".join(vocab[:8]) + (", ..." if len(vocab) > 8 else "")
+    return "\n".join([
+        f"training {args.arch} ({weights}) on {learn.device}",
+        f"  data:   {str(args.data)!r}: {n_train + n_valid} images, {len(vocab)} classes ({shown})",
+        f"  split:  {n_train} train / {n_valid} valid ({how})",
+        f"  plan:   {args.freeze_epochs} frozen + {args.epochs} unfrozen epoch(s) at {args.size} px, batch size "
+        f"{args.bs}, base lr {args.lr:g} -> {str(args.out)!r}",
+    ])
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -322,6 +386,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
+        print("\t".join(_predictions_header(args.top_k)))
         for r in rows:
             print("\t".join([_printable(r["file"]), *(f"{t['label']}\t{t['prob']:.4f}" for t in r["top_k"])]))
     if args.csv is not None:
@@ -329,14 +394,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predictions_header(k: int) -> list[str]:
+    """``file, label, prob, label_2, prob_2, ...`` for the top ``k`` classes (the table and the CSV)."""
+    return ["file", "label", "prob"] + [f"{c}_{n}" for n in range(2, k + 1) for c in ("label", "prob")]
+
+
 def _write_predictions_csv(path: Path, rows: list[dict]) -> None:
     import csv
 
     k = len(rows[0]["top_k"]) if rows else 1
-    header = ["file", "label", "prob"] + [f"{c}_{n}" for n in range(2, k + 1) for c in ("label", "prob")]
+    header = _predictions_header(k)
+    path.parent.mkdir(parents=True, exist_ok=True)
     # written whole or not at all; a file name that is not valid UTF-8 is written as its own bytes
     with replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-        w = csv.writer(f)
+        w = csv.writer(f, lineterminator="\n")
         w.writerow(header)
         for r in rows:
             w.writerow([r["file"], *(x for t in r["top_k"] for x in (t["label"], t["prob"]))])
@@ -368,6 +439,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return evaluate_multi(args, pred)
     files, labels = labelled_files(args.data, args.label_from)
     unknown = sorted(set(labels) - set(pred.vocab))
+    if unknown and parse_label_from(args.label_from)[0] == "folder" and len(set(labels)) == 1:
+        raise _one_class_error(args.data, labels[0], ", which is not a class of the model")
     if unknown:
         raise CLIError(f"labels {unknown[:5]!r} in {str(args.data)!r} are not classes of the model {pred.vocab!r}")
     targets = torch.tensor([pred.vocab.index(lab) for lab in labels])
@@ -375,7 +448,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     interp = ClassificationInterpretation(pred.vocab, probs, targets, items=files)
     acc = float(accuracy(probs, targets))
     result = {"n_images": len(files), "accuracy": acc, "error_rate": 1 - acc,
-              "confusion_matrix": interp.confusion_matrix().tolist(), "vocab": pred.vocab}
+              "confusion_matrix": interp.confusion_matrix().tolist(), "vocab": pred.vocab,
+              "macro_avg": interp.macro_avg(), "macro_avg_left_out": interp.classes_without_images()}
     if args.confusion_matrix is not None:
         _save_figure(interp.plot_confusion_matrix(), args.confusion_matrix)
         result["confusion_matrix_png"] = str(args.confusion_matrix)
@@ -416,9 +490,10 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import json
 
-    from vision_tl import read_manifest
+    from vision_tl import describe_manifest, read_manifest
 
-    print(json.dumps(read_manifest(args.model), indent=2))
+    manifest = read_manifest(args.model)
+    print(json.dumps(manifest, indent=2) if args.json else describe_manifest(manifest, args.model.stat().st_size))
     return 0
 
 
@@ -464,6 +539,13 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         device = getattr(args, "device", None)
         if device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
             raise CLIError(f"--device must be cpu, cuda, cuda:N or mps, got {device!r}")
+        if getattr(args, "arch", None):  # a typo answered at once: the check reads names, imports no torch
+            from .models.names import check_arch_name
+
+            try:
+                check_arch_name(args.arch)
+            except ValueError as e:
+                raise CLIError(f"--arch: {e}") from None
     except CLIError as e:
         getattr(args, "subparser", parser).error(str(e))  # the subcommand's usage line, as argparse does
 

@@ -87,6 +87,9 @@ class ImageDataLoaders(DataLoaders):
                     seed: int | None = None, y_block: Any = None, **kwargs: Any) -> ImageDataLoaders:
         """Label = parent folder. Split by ``train``/``valid`` subfolders, or at random with ``valid_pct``."""
         path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"from_folder: folder {str(path)!r} "
+                                    + ("is a file, not a folder" if path.exists() else "does not exist"))
         if valid_pct is None:
             for name in (train, valid):
                 if not (path / name).is_dir():

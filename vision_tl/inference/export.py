@@ -16,7 +16,7 @@ import os
 import struct
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -80,11 +80,17 @@ def build_manifest(predictor: Predictor) -> dict[str, Any]:
         # (no activation) files are version 2, so an older vision_tl refuses them instead of applying a softmax
         "format_version": 1 if predictor.activation == "softmax" else 2,
         **decode_fields(predictor),
-        "model_config": cfg.to_dict(),
+        # the size the model was trained for, not its architecture's default (one input size in the manifest)
+        "model_config": {**cfg.to_dict(), "input_size": _trained_size(predictor, cfg)},
         "vocab": list(predictor.vocab),
         **predictor.spec.to_dict(),  # item_tfms, batch_tfms, normalize, input_size, activation
         "versions": _versions(),
     }
+
+
+def _trained_size(predictor: Predictor, cfg: Any) -> list[int] | None:
+    size = predictor.spec.input_size or cfg.input_size
+    return None if size is None else list(size)
 
 
 def decode_fields(predictor: Predictor) -> dict[str, Any]:
@@ -185,6 +191,33 @@ def _sniff_foreign(path: Path, head: bytes) -> None:
             path, "it is a Python pickle (e.g. a fastai .pkl), not a vision_tl export; "
             "vision_tl never unpickles files"
         )
+
+
+def _dims(size: Any) -> str:
+    return "x".join(map(str, size)) if size else ""
+
+
+def _stats(xs: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{x:.3f}" for x in xs) + ")"
+
+
+def describe_manifest(m: dict[str, Any], n_bytes: int) -> str:
+    """A short human summary of a .vtl manifest (``vision-tl info``; ``--json`` shows all of it)."""
+    cfg, vocab = m.get("model_config") or {}, [str(v) for v in m.get("vocab") or []]
+    size = m.get("input_size") or cfg.get("input_size")
+    tfms = ", ".join(" ".join(str(x) for x in (t.get("name"), _dims(t.get("size")), t.get("method")) if x)
+                     for t in m.get("item_tfms") or []) or "none"
+    norm = m.get("normalize") or {}
+    versions = ", ".join(f"{k} {v}" for k, v in sorted((m.get("versions") or {}).items(),
+                                                       key=lambda kv: kv[0] != "vision_tl"))
+    return "\n".join([
+        f"architecture:  {cfg.get('arch')} ({cfg.get('source', 'timm')}), {cfg.get('n_out')} outputs",
+        f"classes:       {len(vocab)}: {', '.join(vocab[:10])}{', ...' if len(vocab) > 10 else ''}",
+        f"input size:    {_dims(size) or 'any'} px (item transforms: {tfms})",
+        "normalization: " + (f"mean {_stats(norm['mean'])}, std {_stats(norm['std'])}" if norm else "none"),
+        f"size on disk:  {n_bytes / 2**20:.1f} MiB",
+        f"versions:      {versions}",
+    ])
 
 
 def read_manifest(fname: str | Path) -> dict[str, Any]:

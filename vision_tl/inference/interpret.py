@@ -108,9 +108,15 @@ class ClassificationInterpretation:
                 for i, name in enumerate(self.vocab)]
 
     def macro_avg(self) -> dict[str, float]:
-        """Macro precision, recall and F1: the ``Precision``/``Recall``/``F1Score`` metrics on these predictions
-        (classes absent from both targets and predictions do not count)."""
-        return {k: float(m()(self.probs, self.targets)) for k, m in _SCORES.items()}
+        """Macro precision, recall and F1 over the classes that have images here (support > 0): a class
+        with no images has no recall to measure and would only drag the average down (they are named by
+        ``classes_without_images``). When every class is present these are the metrics' own values."""
+        kept = [r for r in self.classification_report() if r["support"] > 0]
+        return {k: float(np.mean([r[k] for r in kept])) if kept else 0.0 for k in _SCORES}
+
+    def classes_without_images(self) -> list[str]:
+        """The classes with no image in this set, left out of ``macro_avg``."""
+        return [r["class"] for r in self.classification_report() if r["support"] == 0]
 
     def print_classification_report(self) -> str:
         """Print (and return) per-class precision/recall/F1, accuracy, and macro averages."""
@@ -124,8 +130,11 @@ class ClassificationInterpretation:
         acc = float((self.preds == self.targets).float().mean()) if n else 0.0
         macro = self.macro_avg()
         lines.append(f"{'accuracy':>{width}}  {'':9}  {'':6}  {acc:8.3f}  {n:7d}")
+        left_out = self.classes_without_images()
+        note = (f"  (over the {len(rows) - len(left_out)} classes with images; left out: "
+                f"{', '.join(left_out[:10])}{', ...' if len(left_out) > 10 else ''})") if left_out else ""
         lines.append(f"{'macro avg':>{width}}  {macro['precision']:9.3f}  {macro['recall']:6.3f}"
-                     f"  {macro['f1']:8.3f}  {n:7d}")
+                     f"  {macro['f1']:8.3f}  {n:7d}{note}")
         text = "\n".join(lines)
         print(text)
         return text

@@ -64,7 +64,8 @@ def export_onnx(learn_or_predictor: Any, fname: str | Path, input_dtype: str = "
         import onnx  # noqa: F401 - needed by torch's exporter and for the metadata below
         import onnxscript  # noqa: F401
     except ImportError as e:
-        raise ImportError(f"export_onnx needs onnx and onnxscript (installed with vision_tl): pip install onnx onnxscript ({e})") from None
+        raise ImportError("export_onnx needs onnx and onnxscript (dependencies of vision_tl: reinstall it, "
+                          f"or pip install onnx onnxscript) ({e})") from None
     if input_dtype not in _DTYPES:
         raise ValueError(f"input_dtype must be one of {_DTYPES}, got {input_dtype!r}")
     pred = learn_or_predictor if isinstance(learn_or_predictor, Predictor) else Predictor.from_learner(learn_or_predictor)
@@ -115,7 +116,8 @@ def onnx_session(fname: str | Path) -> Any:
     try:
         import onnxruntime as ort
     except ImportError as e:
-        raise ImportError(f"checking an ONNX model needs onnxruntime: pip install 'vision_tl[onnx]' ({e})") from None
+        raise ImportError("checking an ONNX model needs onnxruntime (a dependency of vision_tl: reinstall it, "
+                          f"or pip install onnxruntime) ({e})") from None
     return ort.InferenceSession(str(fname), providers=["CPUExecutionProvider"])
 
 

@@ -177,6 +177,9 @@ def _timm_body(arch: str, pretrained: bool, weights: str | Path | None,
     import timm
 
     if not timm.is_model(arch):
+        from .names import check_arch_name
+
+        check_arch_name(arch)  # "did you mean ...?"
         raise ValueError(f"arch={arch!r} is not a timm model name (see timm.list_models())")
     use_hub = pretrained and weights is None
     kwargs: dict[str, Any] = {}
