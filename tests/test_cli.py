@@ -121,7 +121,7 @@ def test_train_predict_evaluate_end_to_end(class_folder, tmp_path):
     probs = predictor.predict_batch(circles, num_workers=0, progress=False)
     top = probs.topk(2, dim=1)
     assert [[t["label"] for t in row["top_k"]] for row in rows] == [[predictor.vocab[j] for j in i] for i in top.indices]
-    assert [[t["prob"] for t in row["top_k"]] for row in rows] == pytest.approx(top.values.tolist(), abs=1e-5)
+    assert [t["prob"] for row in rows for t in row["top_k"]] == pytest.approx(top.values.flatten().tolist(), abs=1e-5)
     assert [row["label"] for row in rows] == predictor.decode(probs)
     with open(out_csv) as f:
         table = list(csv.DictReader(f))
