@@ -110,7 +110,9 @@ def test_interpretation_from_learner(learn, capsys):
 def test_show_results_titles_actual_and_predicted(learn):
     fig = learn.show_results(max_n=4)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert len(titles) == 4 and all("\n" in t for t in titles)
+    probs, targets = learn.get_preds()  # the first 4 validation images: actual, then the model's answer
+    vocab = learn.dls.vocab
+    assert titles == [f"{vocab[int(t)]}\n{vocab[int(p)]}" for t, p in zip(targets[:4], probs[:4].argmax(1))]
 
 
 def test_predictor_from_learner_carries_the_batch_resize(learn):
