@@ -109,10 +109,13 @@ def test_interpretation_from_learner(learn, capsys):
 
 def test_show_results_titles_actual_and_predicted(learn):
     fig = learn.show_results(max_n=4)
+    assert len([ax for ax in fig.axes if ax.get_title()]) == 4
+    fig = learn.show_results(max_n=len(learn.dls.valid_ds))  # all 9, some of them wrong
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    probs, targets = learn.get_preds()  # the first 4 validation images: actual, then the model's answer
+    probs, targets = learn.get_preds()  # each validation image: actual, then the model's answer
     vocab = learn.dls.vocab
-    assert titles == [f"{vocab[int(t)]}\n{vocab[int(p)]}" for t, p in zip(targets[:4], probs[:4].argmax(1))]
+    assert titles == [f"{vocab[int(t)]}\n{vocab[int(p)]}" for t, p in zip(targets, probs.argmax(1))]
+    assert (probs.argmax(1) != targets).any()  # so that swapping actual and predicted would show
 
 
 def test_predictor_from_learner_carries_the_batch_resize(learn):
