@@ -89,12 +89,15 @@ def test_expand_images_takes_files_folders_and_globs(class_folder):
     one = next(class_folder.rglob("*.jpg"))
     files = expand_images([str(one), str(class_folder / "circle"), str(class_folder / "*" / "square_1*.jpg")])
     assert files[0] == one
-    assert {f.parent.name for f in files[1:]} == {"circle", "square"}
-    assert all(f.suffix == ".jpg" for f in files)
+    circles = sorted((class_folder / "circle").glob("*.jpg"))
+    squares = [class_folder / "square" / f"square_{i}.jpg" for i in (1, 10, 11)]
+    assert sorted(files[1:]) == sorted(circles + squares) and len(circles) == 12
 
 
 @pytest.mark.slow
 def test_train_predict_evaluate_end_to_end(class_folder, tmp_path):
+    from vision_tl import load_learner
+
     model = tmp_path / "model.vtl"
     r = run_cli("train", class_folder, "--arch", "resnet10t", "--no-pretrained", "--epochs", "1", "--size", "32",
                 "--bs", "8", "--num-workers", "0", "--out", model)
@@ -111,17 +114,35 @@ def test_train_predict_evaluate_end_to_end(class_folder, tmp_path):
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert len(rows) == 12 and all(len(row["top_k"]) == 2 for row in rows)
-    assert {row["label"] for row in rows} <= {"circle", "square", "stripes"}
+    # the same answers as the Python API gives for the same files (an independent run of the model)
+    predictor = load_learner(model, device="cpu")
+    circles = [Path(row["file"]) for row in rows]
+    assert sorted(circles) == sorted((class_folder / "circle").glob("*.jpg"))
+    probs = predictor.predict_batch(circles, num_workers=0, progress=False)
+    top = probs.topk(2, dim=1)
+    assert [[t["label"] for t in row["top_k"]] for row in rows] == [[predictor.vocab[j] for j in i] for i in top.indices]
+    assert [t["prob"] for row in rows for t in row["top_k"]] == pytest.approx(top.values.flatten().tolist(), abs=1e-5)
+    assert [row["label"] for row in rows] == predictor.decode(probs)
     with open(out_csv) as f:
         table = list(csv.DictReader(f))
     assert [t["file"] for t in table] == [row["file"] for row in rows]
+    assert [t["label"] for t in table] == [row["label"] for row in rows]
 
     png = tmp_path / "cm.png"
     r = run_cli("evaluate", model, class_folder, "--confusion-matrix", png, "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
-    assert res["n_images"] == 36 and res["accuracy"] + res["error_rate"] == pytest.approx(1.0)
-    assert sum(map(sum, res["confusion_matrix"])) == 36 and png.stat().st_size > 0
+    # accuracy and confusion matrix as sklearn computes them from the model's own predictions
+    from sklearn.metrics import accuracy_score, confusion_matrix
+
+    files = sorted(class_folder.rglob("*.jpg"))
+    truth = [f.parent.name for f in files]
+    guesses = predictor.decode(predictor.predict_batch(files, num_workers=0, progress=False))
+    assert res["n_images"] == 36 and res["vocab"] == predictor.vocab
+    assert res["accuracy"] == pytest.approx(accuracy_score(truth, guesses))
+    assert res["error_rate"] == pytest.approx(1 - accuracy_score(truth, guesses))
+    assert res["confusion_matrix"] == confusion_matrix(truth, guesses, labels=predictor.vocab).tolist()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     if all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime")):
         r = run_cli("export-onnx", model, tmp_path / "model.onnx")  # from a loaded (channels-last) model
@@ -148,11 +169,13 @@ def test_train_with_name_regex_labels_and_lr_find(pets_folder, tmp_path):
 @pytest.mark.slow
 def test_demo_command_runs_the_offline_demo(tmp_path):
     out = tmp_path / "demo"
-    r = run_cli("demo", "--out", out, "--n-images", "24", "--size", "32", "--arch", "resnet10t", "--bs", "8",
+    # the settings of test_demo.py's TINY run (24 images, 4 for validation, are too few to learn from)
+    r = run_cli("demo", "--out", out, "--n-images", "40", "--size", "32", "--arch", "resnet10t", "--bs", "8",
                 "--json")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout[r.stdout.index("{\n"):])
-    assert 0 <= result["error_rate"] <= 1
+    assert result["error_rate"] < 0.2  # it learns (all 8 right on a CPU); guessing gets about half wrong
+    assert f"error_rate: {result['error_rate']:.4f}" in r.stdout
     assert any(Path(f).suffix == ".vtl" for f in result["files"]) and all(Path(f).is_file() for f in result["files"])
 
 

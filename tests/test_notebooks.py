@@ -39,22 +39,8 @@ def test_notebooks_are_committed_without_outputs():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_top_to_bottom_in_fast_mode(name, tmp_path):
-    nb = _run(name, tmp_path)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
+    nb = _run(name, tmp_path)  # a cell that raises makes execute() raise CellExecutionError: the test fails
     assert all(c.execution_count for c in nb.cells if c.cell_type == "code")
-
-
-@pytest.mark.slow
-def test_a_broken_notebook_fails(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("raise RuntimeError('broken cell')")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    broken = tmp_path / "broken.ipynb"
-    nbformat.write(nb, broken)
-    client = nbclient.NotebookClient(nbformat.read(broken, as_version=4), kernel_name="python3", timeout=60,
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    with pytest.raises(nbclient.exceptions.CellExecutionError, match="broken cell"):
-        client.execute()
 
 
 def test_committed_notebooks_match_their_builder():

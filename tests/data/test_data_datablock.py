@@ -228,7 +228,7 @@ def test_datablock_names_are_public():
     for name in ("DataBlock", "ImageBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "parent_label",
                  "RegexLabeller", "using_attr", "ColReader", "RandomSplitter", "GrandparentSplitter", "FuncSplitter",
                  "IndexSplitter", "ColSplitter", "TrainTestSplitter", "get_image_files"):
-        assert name in vision_tl.__all__ and getattr(vision_tl, name) is not None
+        assert name in vision_tl.__all__ and getattr(vision_tl, name).__name__ == name  # the object of that name
 
 
 def test_no_warnings_on_a_clean_datablock(class_folder):

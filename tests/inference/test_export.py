@@ -111,12 +111,16 @@ def test_exported_file_is_readable_by_others_as_the_umask_allows(predictor, tmp_
     assert f.stat().st_mode & 0o777 == 0o644
 
 
-def test_failed_export_leaves_earlier_file_intact(exported, tmp_path):
+def test_failed_export_leaves_earlier_file_intact(exported, tmp_path, monkeypatch):
     path, pred = exported
     before = path.read_bytes()
-    bad = {"w": torch.zeros(2), "v": object()}  # save_file fails on the non-tensor
-    with pytest.raises(Exception), pytest.warns(UserWarning, match="replacing"):  # noqa: B017 - any failure
-        write_vtl(path, bad, {"format": "x"})
+
+    def disk_full(fd):  # the new bytes are written to the temporary file, then the disk fills up
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ex.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="disk full"), pytest.warns(UserWarning, match="replacing"):
+        write_vtl(path, {"w": torch.ones(2)}, {"format": "x"})
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.vtl"]
 

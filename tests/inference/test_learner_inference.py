@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 
-import numpy as np
 import pytest
 import torch
 
@@ -60,7 +59,8 @@ def test_learner_top_k_matches_its_probabilities(learn):
     label, idx, probs = learn.predict(f)
     top = learn.top_k(f, k=2)
     assert top[0][0] == label and top[0][1] == pytest.approx(float(probs[idx]))
-    assert len(top) == 2 and top[0][1] >= top[1][1]
+    second = int(probs.argsort(descending=True)[1])
+    assert len(top) == 2 and top[1] == (learn.dls.vocab[second], pytest.approx(float(probs[second])))
 
 
 def test_interpretation_of_a_loaded_model_says_what_it_needs(learn, tmp_path):
@@ -76,26 +76,46 @@ def test_tta_blends_augmented_and_plain_predictions(learn):
     torch.testing.assert_close(preds.sum(1), torch.ones(n), atol=1e-5, rtol=0)
     plain = learn.tta(n=1, beta=1.0)[0]  # beta=1: the plain pass only
     torch.testing.assert_close(plain, learn.get_preds()[0], atol=1e-5, rtol=1e-4)
+    assert (preds - plain).abs().max() > 1e-3  # the augmented passes count: not the plain pass alone
 
 
 def test_interpretation_from_learner(learn, capsys):
+    from sklearn.metrics import accuracy_score, confusion_matrix
+
     interp = ClassificationInterpretation.from_learner(learn)
-    cm = interp.confusion_matrix()
-    n = len(learn.dls.valid_ds)
-    assert cm.shape == (3, 3) and cm.sum() == n
-    assert np.trace(cm) == int((interp.preds == interp.targets).sum())
-    assert all(cnt >= 1 for _, _, cnt in interp.most_confused(min_val=1))
-    losses, idxs = interp.top_losses(3)
-    assert losses.tolist() == sorted(losses.tolist(), reverse=True)
-    assert interp.plot_top_losses(3) is not None and interp.plot_confusion_matrix() is not None
+    probs, targets = learn.get_preds()
+    preds, vocab = probs.argmax(1).numpy(), learn.dls.vocab
+    want = confusion_matrix(targets.numpy(), preds, labels=[0, 1, 2])
+    assert interp.confusion_matrix().tolist() == want.tolist()
+    for min_val in range(1, int(want.max()) + 2):  # every off-diagonal cell with >= min_val items, largest first
+        cells = [(vocab[i], vocab[j], int(want[i, j])) for i in range(3) for j in range(3)
+                 if i != j and want[i, j] >= min_val]
+        got = interp.most_confused(min_val=min_val)
+        assert sorted(got) == sorted(cells) and [c for *_, c in got] == sorted((c for *_, c in got), reverse=True)
+    assert interp.most_confused(min_val=1)  # an untrained-for-long model confuses something: not vacuous
+    losses, idxs = interp.top_losses(3)  # the per-item cross-entropy, largest first
+    nll = -probs[torch.arange(len(targets)), targets].log()
+    torch.testing.assert_close(losses, nll.sort(descending=True).values[:3], atol=1e-4, rtol=1e-4)
+    assert torch.equal(nll[idxs], nll.sort(descending=True).values[:3])
+    titles = [ax.get_title() for ax in interp.plot_top_losses(3).axes if ax.get_title()]
+    assert [t.split("\n")[0] for t in titles] == [f"{vocab[preds[int(i)]]}/{vocab[int(targets[i])]}" for i in idxs]
+    cm_fig = interp.plot_confusion_matrix()
+    assert [t.get_text() for t in cm_fig.axes[0].texts] == [str(v) for v in want.flatten()]
     interp.print_classification_report()
-    assert "accuracy" in capsys.readouterr().out
+    acc_line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.split()[0] == "accuracy").split()
+    assert float(acc_line[1]) == pytest.approx(accuracy_score(targets, preds), abs=5e-4)
+    assert int(acc_line[2]) == len(targets)
 
 
 def test_show_results_titles_actual_and_predicted(learn):
     fig = learn.show_results(max_n=4)
+    assert len([ax for ax in fig.axes if ax.get_title()]) == 4
+    fig = learn.show_results(max_n=len(learn.dls.valid_ds))  # all 9, some of them wrong
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert len(titles) == 4 and all("\n" in t for t in titles)
+    probs, targets = learn.get_preds()  # each validation image: actual, then the model's answer
+    vocab = learn.dls.vocab
+    assert titles == [f"{vocab[int(t)]}\n{vocab[int(p)]}" for t, p in zip(targets, probs.argmax(1))]
+    assert (probs.argmax(1) != targets).any()  # so that swapping actual and predicted would show
 
 
 def test_predictor_from_learner_carries_the_batch_resize(learn):

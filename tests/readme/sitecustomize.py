@@ -7,12 +7,12 @@ cache, training, export, loading, the CLI) is the real code path.
 """
 
 from vision_tl.data import item_tfms
-from vision_tl.train import schedule
+from vision_tl.train import learner
 
 _MAX_SIZE = 32
 _MAX_LR_FIND_IT = 10
 _item_init = item_tfms.ItemTransform.__init__
-_run_lr_find = schedule.run_lr_find
+_run_lr_find = learner.run_lr_find
 
 
 def _small_item_init(self, size):
@@ -25,4 +25,4 @@ def _short_lr_find(learn, start_lr=1e-7, end_lr=10, num_it=100, *args, **kwargs)
 
 
 item_tfms.ItemTransform.__init__ = _small_item_init
-schedule.run_lr_find = _short_lr_find
+learner.run_lr_find = _short_lr_find

@@ -18,7 +18,7 @@ from vision_tl.metrics import accuracy, metric_name, top_k_accuracy  # noqa: E40
 from vision_tl.models.heads import create_head  # noqa: E402
 from vision_tl.train.callbacks import Callback, GradientAccumulation, GradientClip  # noqa: E402
 from vision_tl.train.learner import TrainingOOMError  # noqa: E402
-from vision_tl.train.lr_find import minimum, slide, steep, valley  # noqa: E402
+from vision_tl.train.lr_find import minimum, slide, steep, suggest_lrs, valley  # noqa: E402
 from vision_tl.train.schedule import one_cycle_lr  # noqa: E402
 from vision_tl.train.tracking import CheckpointCallback, CSVLogger, EarlyStoppingCallback, SaveModelCallback  # noqa: E402
 
@@ -280,11 +280,14 @@ def test_lr_find_restores_the_model_and_suggests(tmp_path):
     learn = make_learner(tmp_path)
     before = snapshot(learn.model)
     assert learn.lr_find(num_it=20, show_plot=False)._fields == ("valley",)  # fastai's default
-    sugg = learn.lr_find(num_it=20, suggest_funcs=(minimum, steep, valley, slide))
+    funcs = (minimum, steep, valley, slide)
+    sugg = learn.lr_find(num_it=20, suggest_funcs=funcs)
     assert type(sugg).__name__ == "SuggestedLRs" and sugg._fields == ("minimum", "steep", "valley", "slide")
-    lr_min, lr_steep, lr_valley, lr_slide = sugg
-    assert 1e-7 <= lr_valley <= 10 and 1e-8 <= lr_min <= 1 and lr_steep > 0 and lr_slide > 0
-    assert 3 <= len(learn.recorder.lr_find_lrs) <= 20
+    lrs, losses = learn.recorder.lr_find_lrs, learn.recorder.lr_find_losses
+    assert 3 <= len(lrs) == len(losses) <= 20
+    assert lrs == pytest.approx([1e-7 * 1e8 ** (i / 19) for i in range(len(lrs))])  # 1e-7 to 10 in 20 steps
+    want = suggest_lrs(lrs, losses, funcs, num_it=20)  # the suggestions come from the curve it recorded
+    assert tuple(sugg) == pytest.approx(tuple(want))
     assert all(torch.equal(v, before[k]) for k, v in learn.model.state_dict().items())
     assert learn.opt is None  # a fresh optimizer for the real fit
 
@@ -310,9 +313,19 @@ def test_validate_and_get_preds_cover_the_whole_valid_set(tmp_path):
     assert float(accuracy(probs, targs)) == pytest.approx(acc)
 
 
+def _conv_dtypes(learn: Learner) -> list[torch.dtype]:
+    """The dtypes the first conv computes in, one per forward pass (autocast shows here)."""
+    dtypes: list[torch.dtype] = []
+    learn.model[0][0].register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+    return dtypes
+
+
 def test_bf16_autocast_trains_on_cpu(tmp_path):
     learn = make_learner(tmp_path).to_bf16()
+    dtypes, before = _conv_dtypes(learn), snapshot(learn.model)
     learn.fit(1)
+    assert set(dtypes) == {torch.bfloat16} and len(dtypes) == len(learn.dls.train) + len(learn.dls.valid)
+    assert not torch.equal(before["0.0.weight"], learn.model.state_dict()["0.0.weight"])
     assert torch.isfinite(torch.tensor(learn.recorder.values[-1][:2])).all()
     assert learn.to_fp32().scaler is None
 
@@ -349,8 +362,10 @@ def test_raw_model_unwraps_wrappers(tmp_path):
 
 def test_fp16_uses_a_grad_scaler(tmp_path):
     learn = make_learner(tmp_path).to_fp16()
+    dtypes = _conv_dtypes(learn)
     learn.fit(1)
-    assert learn.scaler is not None and learn.scaler.get_scale() > 0
+    assert set(dtypes) == {torch.float16}
+    assert isinstance(learn.scaler, torch.amp.GradScaler) and learn.scaler.is_enabled()
     assert torch.isfinite(torch.tensor(learn.recorder.values[-1][:2])).all()
 
 

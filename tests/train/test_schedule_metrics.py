@@ -89,11 +89,14 @@ def _preds(labels: list[int], c: int) -> torch.Tensor:
 
 
 def test_accuracy_error_rate_top_k():
-    preds = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5], [0.1, 0.6, 0.3], [0.5, 0.4, 0.1]])
-    targs = torch.tensor([0, 1, 1, 1])
-    assert float(accuracy(preds, targs)) == pytest.approx(0.5)
-    assert float(error_rate(preds, targs)) == pytest.approx(0.5)
-    assert float(top_k_accuracy(preds, targs, k=2)) == pytest.approx(1.0)
+    from sklearn.metrics import accuracy_score, top_k_accuracy_score
+
+    preds = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5], [0.1, 0.6, 0.3], [0.5, 0.4, 0.1], [0.1, 0.2, 0.7]])
+    targs = torch.tensor([0, 1, 1, 2, 2])  # top-1 right: items 0, 2, 4; top-2 right: also item 1
+    assert float(accuracy(preds, targs)) == pytest.approx(0.6) == accuracy_score(targs, preds.argmax(1))
+    assert float(error_rate(preds, targs)) == pytest.approx(0.4)
+    assert float(top_k_accuracy(preds, targs, k=2)) == pytest.approx(0.8) == top_k_accuracy_score(targs, preds, k=2)
+    assert float(top_k_accuracy(preds, targs, k=5)) == pytest.approx(1.0)  # k is capped at the 3 classes
 
 
 def test_macro_f1_precision_recall_match_hand_computation():

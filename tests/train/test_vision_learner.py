@@ -215,6 +215,8 @@ def test_get_preds_on_an_unlabelled_test_dl(class_folder, tmp_path):
     files = sorted(Path(class_folder).rglob("*.jpg"))[:5]
     probs, targs = learn.get_preds(dl=dls.test_dl(files))
     assert probs.shape == (5, 3) and targs is None
+    # the validation pipeline, in file order: what predicting the files one path at a time gives
+    torch.testing.assert_close(probs, torch.stack([learn.predict(f)[2] for f in files]), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.gpu
