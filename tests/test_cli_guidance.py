@@ -27,13 +27,14 @@ VOCAB = ["circle", "square", "stripes"]
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
     """An untrained resnet10t at 32 px for ``VOCAB``, exported (no training needed)."""
+    from vision_tl.data.batch_tfms import imagenet_stats
     from vision_tl.data.item_tfms import Resize
     from vision_tl.inference.predict import Predictor
     from vision_tl.models.build import ModelConfig, build_model
 
     cfg = ModelConfig(arch="resnet10t", n_out=len(VOCAB), input_size=(224, 224))  # the arch's default size
     model = build_model(cfg, pretrained=False).eval()
-    pred = Predictor(model, VOCAB, [Resize(32)], (cfg.mean, cfg.std), device="cpu", model_config=cfg)
+    pred = Predictor(model, VOCAB, [Resize(32)], imagenet_stats, device="cpu", model_config=cfg)
     return pred.export(tmp_path_factory.mktemp("model") / "model.vtl")
 
 

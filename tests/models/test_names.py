@@ -40,9 +40,9 @@ def test_known_names_with_or_without_a_tag_pass_and_torchvision_names_say_how():
 
 
 def test_vision_learner_suggests_the_name_too(class_folder):
+    from vision_tl import vision_learner
     from vision_tl.data.factories import ImageDataLoaders
     from vision_tl.data.item_tfms import Resize
-    from vision_tl.train.learner import vision_learner
 
     dls = ImageDataLoaders.from_folder(class_folder, valid_pct=0.2, seed=0, item_tfms=Resize(32), num_workers=0)
     with pytest.raises(ValueError, match="did you mean resnet18"):
