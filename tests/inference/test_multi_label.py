@@ -210,3 +210,23 @@ def test_a_multi_label_manifest_needs_a_threshold_in_zero_one(tmp_path):
     for bad in ({"threshold": None}, {"threshold": 1.5}, {"multi_label": "yes"}):
         with pytest.raises(ex.ExportFormatError, match="multi_label must be a bool with a threshold"):
             ex._check_manifest(tmp_path / "m.vtl", {**base, **bad})
+
+
+def test_a_regression_datablock_model_exports_and_predicts_the_same_numbers(tmp_path, class_folder):
+    """RegressionBlock -> MSELossFlat -> no activation; the .vtl has no vocab and loads to the same outputs."""
+    from vision_tl import DataBlock, ImageBlock, RegressionBlock, get_image_files, load_learner
+
+    def brightness(p):  # a number per image
+        return float(len(p.stem)) / 10
+
+    dls = DataBlock(blocks=(ImageBlock, RegressionBlock), get_items=get_image_files, get_y=brightness,
+                    item_tfms=Resize(32)).dataloaders(class_folder, bs=8, num_workers=0, seed=0)
+    learn = vision_learner(dls, "resnet10t", pretrained=False, path=tmp_path, y_range=(0, 2))
+    assert type(learn.loss_func).__name__ == "MSELossFlat" and learn.preprocess.activation == "none"
+    learn.fit(1, 1e-3)
+    f = get_image_files(class_folder)[0]
+    want = learn.predict(f)[0]
+    pred = load_learner(learn.export("reg.vtl"), device="cpu")
+    got = pred.predict(f)[0]
+    assert got.shape == want.shape == (1,) and torch.allclose(got, want, atol=1e-4)
+    assert 0 <= float(got) <= 2  # the y_range head travels in the export

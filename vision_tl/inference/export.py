@@ -288,7 +288,8 @@ def _check_manifest(path: Path, m: Any) -> None:
     for key, typ in expected.items():
         if not isinstance(m.get(key), typ):
             raise ExportFormatError(path, f"manifest field {key!r} should be a {typ.__name__}, got {m.get(key)!r}")
-    if not m["vocab"] or not all(isinstance(v, str) for v in m["vocab"]):
+    regression = m.get("activation") == "none"  # a RegressionBlock's model: numbers out, no classes
+    if (not m["vocab"] and not regression) or not all(isinstance(v, str) for v in m["vocab"]):
         raise ExportFormatError(path, f"manifest vocab must be a non-empty list of strings, got {m['vocab']!r}")
     multi, thresh = m.get("multi_label", False), m.get("threshold")
     if not isinstance(multi, bool) or (multi and not (isinstance(thresh, (int, float)) and 0 < thresh < 1)):
@@ -362,7 +363,7 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
             spec = replace(spec, input_size=cfg.input_size)
     except (ValueError, TypeError, KeyError) as e:
         raise ExportFormatError(path, f"the manifest is invalid: {e}") from None
-    if cfg.n_out != len(m["vocab"]):
+    if m["vocab"] and cfg.n_out != len(m["vocab"]):
         raise ExportFormatError(path, f"manifest n_out is {cfg.n_out} but the vocab has {len(m['vocab'])} classes")
     try:
         model = build_model(cfg, pretrained=False)

@@ -306,6 +306,8 @@ class Predictor:
         if self.multi_label:
             mask = probs > self.thresh
             return self.decode(probs[None])[0], mask, probs
+        if self.activation == "none":  # regression: the outputs are the prediction (fastai returns them thrice)
+            return probs, probs, probs
         idx = probs.argmax()
         return self.vocab[int(idx)], idx, probs
 
