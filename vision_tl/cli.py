@@ -18,18 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .cli_data import (
+    SPLIT_FOLDERS,
+    CLIError,
+    dataloaders_from_args,
+    expand_images,
+    labelled_files,
+    one_class_error,
+    parse_label_from,
+)
 from .files import replacing
 
 PROG = "vision-tl"
-_GLOB_CHARS = set("*?[")
-# train/valid folder pairs found without --train/--valid (fastai's sets: MNIST has training/ and testing/)
-SPLIT_FOLDERS = (("train", "valid"), ("train", "val"), ("training", "validation"), ("training", "testing"),
-                 ("train", "test"))
-_NAME_RE_EXAMPLE = "--label-from name-re '^(.+)_\\d+\\.jpg$'"
-
-
-class CLIError(Exception):
-    """A failure to report in one line with exit code 1."""
 
 
 # ---------------------------------------------------------------- argument parsing
@@ -178,124 +178,6 @@ def _positive(value: Any, flag: str) -> None:
         raise CLIError(f"{flag} must be >= 1, got {value}")
 
 
-def parse_label_from(spec: Sequence[str]) -> tuple[str, str | None]:
-    """``['folder']`` / ``['name-re', PATTERN]`` / ``['csv', FILE]`` -> ``(kind, arg)``."""
-    kind, args = spec[0], list(spec[1:])
-    needs = {"folder": 0, "name-re": 1, "csv": 1}
-    if kind not in needs:
-        raise CLIError(f"--label-from must be folder, name-re PATTERN or csv FILE, got {kind!r}")
-    if len(args) != needs[kind]:
-        raise CLIError(f"--label-from {kind} takes {needs[kind]} argument(s), got {args!r}")
-    return kind, (args[0] if args else None)
-
-
-def expand_images(specs: Sequence[str]) -> list[Path]:
-    """Files, folders (recursively, image files only) and glob patterns -> a list of files, in order."""
-    import glob
-
-    from vision_tl import get_image_files
-
-    out: list[Path] = []
-    for spec in specs:
-        path = Path(spec)
-        if path.is_dir():
-            found = get_image_files(path)
-            if not found:
-                raise CLIError(f"no image files in folder {spec!r}")
-            out.extend(found)
-        elif path.is_file():
-            out.append(path)
-        elif _GLOB_CHARS & set(spec):
-            found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
-            if not found:
-                raise CLIError(f"no files match {spec!r}")
-            out.extend(found)
-        else:
-            raise CLIError(f"no such file or folder: {spec!r}")
-    return out
-
-
-def labelled_files(data: Path, label_from: Sequence[str], label_delim: str | None = None) -> tuple[list[Path], list]:
-    """The image files under ``data`` and their labels, by ``--label-from``; with ``label_delim`` (multi-label,
-    csv only) each label is the list of labels in its cell."""
-    from vision_tl import RegexLabeller, df_files_labels, get_image_files, label_items, parent_label
-
-    kind, arg = parse_label_from(label_from)
-    if not data.is_dir():
-        raise CLIError(f"DATA must be a folder of images, got {str(data)!r}")
-    if kind == "csv":
-        import pandas as pd
-
-        csv = data / arg
-        if not csv.is_file():
-            raise CLIError(f"no CSV file {str(csv)!r}")
-        if label_delim is not None:
-            from vision_tl import split_labels
-
-            files, cells = df_files_labels(pd.read_csv(csv), data, allow_empty=True)
-            return files, [split_labels(v, label_delim) for v in cells]
-        return df_files_labels(pd.read_csv(csv), data)  # the same reading as ImageDataLoaders.from_csv
-    files = get_image_files(data)
-    if not files:
-        raise CLIError(f"no image files in {str(data)!r}")
-    func = parent_label if kind == "folder" else RegexLabeller(arg)
-    return files, label_items(files, func)
-
-
-def _dataloaders(args: argparse.Namespace) -> Any:
-    """DataLoaders for ``train`` and ``lr-find`` from DATA and ``--label-from``."""
-    from vision_tl import ImageDataLoaders, Resize, aug_transforms
-
-    kind, arg = parse_label_from(args.label_from)
-    if not args.data.is_dir():
-        raise CLIError(f"DATA must be a folder of images, got {str(args.data)!r}")
-    common = dict(item_tfms=Resize(args.size), batch_tfms=aug_transforms(), bs=args.bs, seed=args.seed,
-                  num_workers=args.num_workers, device=args.device)
-    if kind == "folder":
-        split = args.split = split_folders(args.data, args.train, args.valid)
-        _check_folder_classes(args.data, split)
-        if split is not None:
-            return ImageDataLoaders.from_folder(args.data, train=split[0], valid=split[1], valid_pct=None, **common)
-        return ImageDataLoaders.from_folder(args.data, valid_pct=args.valid_pct, **common)
-    if kind == "name-re":
-        from vision_tl import get_image_files
-
-        return ImageDataLoaders.from_name_re(args.data, get_image_files(args.data), arg, valid_pct=args.valid_pct,
-                                             **common)
-    delim = args.label_delim if args.multi_label else None
-    return ImageDataLoaders.from_csv(args.data, arg, valid_pct=args.valid_pct, label_delim=delim, **common)
-
-
-def split_folders(data: Path, train: str | None = None, valid: str | None = None) -> tuple[str, str] | None:
-    """The ``(train, valid)`` subfolders of ``data``: ``--train``/``--valid`` when given (both must exist),
-    else the first pair of ``SPLIT_FOLDERS`` present; None for a random split."""
-    if train or valid:
-        if not (train and valid):
-            raise CLIError("--train and --valid go together: give both folder names")
-        for flag, name in (("--train", train), ("--valid", valid)):
-            if not (data / name).is_dir():
-                raise CLIError(f"{flag} {name!r}: no folder {str(data / name)!r}")
-        return train, valid
-    return next(((t, v) for t, v in SPLIT_FOLDERS if (data / t).is_dir() and (data / v).is_dir()), None)
-
-
-def _one_class_error(data: Path, name: str, why: str) -> CLIError:
-    return CLIError(
-        f"{str(data)!r} has one class ({name!r}, the folder its images are in){why}; label the images another "
-        f"way, e.g. {_NAME_RE_EXAMPLE} (the first group of a regex on the file name) or --label-from csv "
-        "FILE, or put each class in its own subfolder")
-
-
-def _check_folder_classes(data: Path, split: tuple[str, str] | None) -> None:
-    """Refuse, with a way forward, a folder whose images are all in one folder (labelled by folder)."""
-    from .data.sources import get_image_files
-
-    files = [f for sub in (split or ("",)) for f in get_image_files(data / sub)]
-    classes = {f.parent.name for f in files}
-    if len(classes) == 1:
-        raise _one_class_error(data, classes.pop(), ": a classifier needs two or more")
-
-
 def _learner(args: argparse.Namespace) -> Any:
     from vision_tl import (
         F1ScoreMulti,
@@ -316,7 +198,7 @@ def _learner(args: argparse.Namespace) -> Any:
             weights_map = parse_weights_map(args.weights_map)
         except ValueError as e:
             raise CLIError(str(e)) from None
-    dls = _dataloaders(args)
+    dls = dataloaders_from_args(args)
     metrics = [accuracy_multi, F1ScoreMulti()] if dls.multi_label else [accuracy, error_rate]
     return vision_learner(dls, args.arch, metrics=metrics, pretrained=args.pretrained,
                           weights=args.weights, weights_map=weights_map)
@@ -440,7 +322,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     files, labels = labelled_files(args.data, args.label_from)
     unknown = sorted(set(labels) - set(pred.vocab))
     if unknown and parse_label_from(args.label_from)[0] == "folder" and len(set(labels)) == 1:
-        raise _one_class_error(args.data, labels[0], ", which is not a class of the model")
+        raise one_class_error(args.data, labels[0], ", which is not a class of the model")
     if unknown:
         raise CLIError(f"labels {unknown[:5]!r} in {str(args.data)!r} are not classes of the model {pred.vocab!r}")
     targets = torch.tensor([pred.vocab.index(lab) for lab in labels])

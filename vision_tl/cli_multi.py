@@ -18,7 +18,7 @@ import torch
 
 from vision_tl import MultiLabelInterpretation
 
-from .cli import CLIError, labelled_files, parse_label_from
+from .cli_data import CLIError, labelled_files, parse_label_from
 
 
 def predict_multi(args: argparse.Namespace, pred: Any, files: list[Path], probs: Any) -> int:
