@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from vision_tl.cli import expand_images, main
+from vision_tl.cli import main
+from vision_tl.cli_data import expand_images
 
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1"}
 
@@ -182,7 +183,7 @@ def test_demo_command_runs_the_offline_demo(tmp_path):
 def test_csv_labels_are_read_like_from_csv_and_an_empty_label_is_an_error(tmp_path):
     import pandas as pd
 
-    from vision_tl.cli import labelled_files
+    from vision_tl.cli_data import labelled_files
     from vision_tl.data.sources import df_files_labels
 
     for name in ("a.jpg", "b.jpg", "c.jpg"):

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vision_tl.cli import build_parser, main, split_folders
+from vision_tl.cli import build_parser, main
+from vision_tl.cli_data import split_folders
 from vision_tl.data.synthetic import make_synthetic_folder
 
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1"}
@@ -79,12 +80,12 @@ def test_arch_typo_suggests_the_name_without_importing_torch(tmp_path):
 
 @pytest.mark.parametrize("pair", [("training", "testing"), ("train", "val")])
 def test_other_train_valid_folder_names_are_found(pair, tmp_path):
-    from vision_tl.cli import _dataloaders
+    from vision_tl.cli_data import dataloaders_from_args
 
     root = make_synthetic_folder(tmp_path, n_per_class=3, splits=pair, seed=4)
     assert split_folders(root) == pair
     args = build_parser().parse_args(["lr-find", str(root), "--size", "32", "--bs", "4", "--num-workers", "0"])
-    dls = _dataloaders(args)
+    dls = dataloaders_from_args(args)
     assert (len(dls.train_ds), len(dls.valid_ds), dls.vocab) == (9, 9, VOCAB)
 
 
