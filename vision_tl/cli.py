@@ -27,7 +27,7 @@ from .cli_data import (
     one_class_error,
     parse_label_from,
 )
-from .files import replacing
+from .cli_output import save_figure, write_csv
 
 PROG = "vision-tl"
 
@@ -282,23 +282,9 @@ def _predictions_header(k: int) -> list[str]:
 
 
 def _write_predictions_csv(path: Path, rows: list[dict]) -> None:
-    import csv
-
     k = len(rows[0]["top_k"]) if rows else 1
-    header = _predictions_header(k)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # written whole or not at all; a file name that is not valid UTF-8 is written as its own bytes
-    with replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(header)
-        for r in rows:
-            w.writerow([r["file"], *(x for t in r["top_k"] for x in (t["label"], t["prob"]))])
-
-
-def _save_figure(fig: Any, path: Path) -> None:
-    """Save a matplotlib figure atomically (format from the suffix, PNG when there is none)."""
-    with replacing(path) as tmp:
-        fig.savefig(tmp, format=path.suffix[1:].lower() or "png", dpi=100, bbox_inches="tight")
+    write_csv(path, _predictions_header(k),
+              ([r["file"], *(x for t in r["top_k"] for x in (t["label"], t["prob"]))] for r in rows))
 
 
 def _printable(name: str) -> str:
@@ -333,7 +319,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               "confusion_matrix": interp.confusion_matrix().tolist(), "vocab": pred.vocab,
               "macro_avg": interp.macro_avg(), "macro_avg_left_out": interp.classes_without_images()}
     if args.confusion_matrix is not None:
-        _save_figure(interp.plot_confusion_matrix(), args.confusion_matrix)
+        save_figure(interp.plot_confusion_matrix(), args.confusion_matrix)
         result["confusion_matrix_png"] = str(args.confusion_matrix)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -352,7 +338,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     learn = _learner(args)
     lrs = learn.lr_find(num_it=args.num_it, show_plot=False, suggest_funcs=(valley, minimum, steep))._asdict()
     print("suggested learning rates: " + "  ".join(f"{name} {float(v):.2e}" for name, v in lrs.items()))
-    _save_figure(learn.recorder.plot_lr_find(lrs).figure, args.plot)
+    save_figure(learn.recorder.plot_lr_find(lrs).figure, args.plot)
     print(f"plot: {args.plot}")
     return 0
 

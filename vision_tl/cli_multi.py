@@ -8,7 +8,6 @@ precision/recall/F1, the micro/macro/samples averages and one 2x2 confusion matr
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from vision_tl import MultiLabelInterpretation
 
 from .cli_data import CLIError, labelled_files, parse_label_from
+from .cli_output import save_figure, write_csv
 
 
 def predict_multi(args: argparse.Namespace, pred: Any, files: list[Path], probs: Any) -> int:
@@ -31,12 +31,8 @@ def predict_multi(args: argparse.Namespace, pred: Any, files: list[Path], probs:
         for r in rows:
             print("\t".join([r["file"], " ".join(r["labels"]) or "-", *(f"{c} {p:.4f}" for c, p in r["probs"].items())]))
     if args.csv is not None:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.csv, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["file", "labels", *pred.vocab])
-            for r in rows:
-                w.writerow([r["file"], " ".join(r["labels"]), *r["probs"].values()])
+        write_csv(args.csv, ["file", "labels", *pred.vocab],
+                  ([r["file"], " ".join(r["labels"]), *r["probs"].values()] for r in rows))
     return 0
 
 
@@ -58,8 +54,7 @@ def evaluate_multi(args: argparse.Namespace, pred: Any) -> int:
               "per_class": interp.classification_report(),
               "confusion_matrix": interp.confusion_matrix().tolist(), "vocab": pred.vocab}
     if args.confusion_matrix is not None:
-        args.confusion_matrix.parent.mkdir(parents=True, exist_ok=True)
-        interp.plot_confusion_matrix().savefig(args.confusion_matrix, dpi=100, bbox_inches="tight")
+        save_figure(interp.plot_confusion_matrix(), args.confusion_matrix)
         result["confusion_matrix_png"] = str(args.confusion_matrix)
     if args.json:
         print(json.dumps(result, indent=2))
