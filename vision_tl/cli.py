@@ -27,7 +27,7 @@ from .cli_data import (
     one_class_error,
     parse_label_from,
 )
-from .cli_output import save_figure, write_csv
+from .cli_output import report_evaluation, save_figure, write_csv
 
 PROG = "vision-tl"
 
@@ -293,7 +293,6 @@ def _printable(name: str) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import json
 
     import torch
 
@@ -318,17 +317,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = {"n_images": len(files), "accuracy": acc, "error_rate": 1 - acc,
               "confusion_matrix": interp.confusion_matrix().tolist(), "vocab": pred.vocab,
               "macro_avg": interp.macro_avg(), "macro_avg_left_out": interp.classes_without_images()}
-    if args.confusion_matrix is not None:
-        save_figure(interp.plot_confusion_matrix(), args.confusion_matrix)
-        result["confusion_matrix_png"] = str(args.confusion_matrix)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"{len(files)} images  accuracy {acc:.4f}  error rate {1 - acc:.4f}")
-        interp.print_classification_report()
-        if args.confusion_matrix is not None:
-            print(f"confusion matrix: {args.confusion_matrix}")
-    return 0
+    summary = f"{len(files)} images  accuracy {acc:.4f}  error rate {1 - acc:.4f}"
+    return report_evaluation(args, interp, result, summary, "confusion matrix")
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import torch
 from vision_tl import MultiLabelInterpretation
 
 from .cli_data import CLIError, labelled_files, parse_label_from
-from .cli_output import save_figure, write_csv
+from .cli_output import report_evaluation, write_csv
 
 
 def predict_multi(args: argparse.Namespace, pred: Any, files: list[Path], probs: Any) -> int:
@@ -53,14 +53,5 @@ def evaluate_multi(args: argparse.Namespace, pred: Any) -> int:
               **{f"{avg}_avg": s for avg, s in interp.averages().items()},
               "per_class": interp.classification_report(),
               "confusion_matrix": interp.confusion_matrix().tolist(), "vocab": pred.vocab}
-    if args.confusion_matrix is not None:
-        save_figure(interp.plot_confusion_matrix(), args.confusion_matrix)
-        result["confusion_matrix_png"] = str(args.confusion_matrix)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"{len(files)} images  accuracy_multi {result['accuracy_multi']:.4f}  threshold {pred.thresh}")
-        interp.print_classification_report()
-        if args.confusion_matrix is not None:
-            print(f"confusion matrices (one per class): {args.confusion_matrix}")
-    return 0
+    summary = f"{len(files)} images  accuracy_multi {result['accuracy_multi']:.4f}  threshold {pred.thresh}"
+    return report_evaluation(args, interp, result, summary, "confusion matrices (one per class)")

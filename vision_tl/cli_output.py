@@ -15,7 +15,7 @@ from typing import Any
 
 from .files import replacing
 
-__all__ = ["save_figure", "write_csv"]
+__all__ = ["report_evaluation", "save_figure", "write_csv"]
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -32,3 +32,21 @@ def save_figure(fig: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with replacing(path) as tmp:
         fig.savefig(tmp, format=path.suffix[1:].lower() or "png", dpi=100, bbox_inches="tight")
+
+
+def report_evaluation(args: Any, interp: Any, result: dict, summary: str, matrix_name: str) -> int:
+    """``evaluate``'s output: the confusion-matrix figure when asked for, then the JSON result or the
+    summary line and the classification report."""
+    import json
+
+    if args.confusion_matrix is not None:
+        save_figure(interp.plot_confusion_matrix(), args.confusion_matrix)
+        result["confusion_matrix_png"] = str(args.confusion_matrix)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(summary)
+    interp.print_classification_report()
+    if args.confusion_matrix is not None:
+        print(f"{matrix_name}: {args.confusion_matrix}")
+    return 0

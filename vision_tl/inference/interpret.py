@@ -33,6 +33,26 @@ def _ordered_dl(learn: Any, ds_idx: int) -> Any:
     return inorder_dl(learn.dls.train) if ds_idx == 0 else learn.dls.valid
 
 
+def item_image(dataset: Any, items: Sequence[Any] | None, i: int) -> np.ndarray:
+    """Item ``i`` as an image to show: from the dataset (its validation transforms), else decoded from its file."""
+    if dataset is not None:
+        return np.asarray(dataset[i][0])
+    if items is None:
+        raise ValueError("no images to show: pass items= or dataset= (from_learner does)")
+    from .predict import to_rgb_array
+
+    return to_rgb_array(items[i])
+
+
+def report_lines(rows: Sequence[dict], width: int) -> list[str]:
+    """The header and one line per class (precision, recall, F1, support) of a classification report."""
+    lines = [f"{'':>{width}}  precision  recall  f1-score  support"]
+    for r in rows:
+        lines.append(f"{r['class']:>{width}}  {r['precision']:9.3f}  {r['recall']:6.3f}  {r['f1']:8.3f}"
+                     f"  {r['support']:7d}")
+    return lines
+
+
 class ClassificationInterpretation:
     """Predictions of a classifier over a labelled set, and views of where it goes wrong.
 
@@ -122,10 +142,7 @@ class ClassificationInterpretation:
         """Print (and return) per-class precision/recall/F1, accuracy, and macro averages."""
         rows = self.classification_report()
         width = max(12, *(len(r["class"]) for r in rows))
-        lines = [f"{'':>{width}}  precision  recall  f1-score  support"]
-        for r in rows:
-            lines.append(f"{r['class']:>{width}}  {r['precision']:9.3f}  {r['recall']:6.3f}  {r['f1']:8.3f}"
-                         f"  {r['support']:7d}")
+        lines = report_lines(rows, width)
         n = len(self.targets)
         acc = float((self.preds == self.targets).float().mean()) if n else 0.0
         macro = self.macro_avg()
@@ -165,13 +182,7 @@ class ClassificationInterpretation:
         return fig
 
     def _image(self, i: int) -> np.ndarray:
-        if self.dataset is not None:
-            return np.asarray(self.dataset[i][0])
-        if self.items is None:
-            raise ValueError("no images to show: pass items= or dataset= (from_learner does)")
-        from .predict import to_rgb_array
-
-        return to_rgb_array(self.items[i])
+        return item_image(self.dataset, self.items, i)
 
     def plot_top_losses(self, k: int = 9, largest: bool = True, ncols: int | None = None, nrows: int | None = None,
                         figsize: tuple[float, float] | None = None) -> Any:

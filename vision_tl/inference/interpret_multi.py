@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics
+from .interpret import item_image, report_lines
 
 _SCORES = {"precision": metrics.PrecisionMulti, "recall": metrics.RecallMulti, "f1": metrics.F1ScoreMulti}
 
@@ -88,10 +89,7 @@ class MultiLabelInterpretation:
         """Print (and return) per-class precision/recall/F1/support and the micro/macro/samples averages."""
         rows = self.classification_report()
         width = max(14, *(len(r["class"]) for r in rows))
-        lines = [f"{'':>{width}}  precision  recall  f1-score  support"]
-        for r in rows:
-            lines.append(f"{r['class']:>{width}}  {r['precision']:9.3f}  {r['recall']:6.3f}  {r['f1']:8.3f}"
-                         f"  {r['support']:7d}")
+        lines = report_lines(rows, width)
         n_labels = int(self.targets.sum())
         for avg, s in self.averages().items():
             lines.append(f"{avg + ' avg':>{width}}  {s['precision']:9.3f}  {s['recall']:6.3f}  {s['f1']:8.3f}"
@@ -149,10 +147,4 @@ class MultiLabelInterpretation:
         return _grid([self._image(int(i)) for i in idxs], titles, ncols, suptitle="predicted/actual  loss")
 
     def _image(self, i: int) -> np.ndarray:
-        if self.dataset is not None:
-            return np.asarray(self.dataset[i][0])
-        if self.items is None:
-            raise ValueError("no images to show: pass items= or dataset= (from_learner does)")
-        from .predict import to_rgb_array
-
-        return to_rgb_array(self.items[i])
+        return item_image(self.dataset, self.items, i)
