@@ -1,0 +1,1 @@
+"""Data checks: unreadable files, duplicates and leaks, odd images, suspect labels, safe fixes, the cleaner."""

@@ -1,0 +1,1 @@
+"""The HTTP service: an ASGI app over a loaded model (micro-batching, limits, auth, metrics, web page)."""
