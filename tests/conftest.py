@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # load_learner's default "auto" builds an ONNX graph (seconds) for each new file: tests that are not about
 # the backend use torch; tests/inference/test_backends.py asks for each backend by name
 os.environ.setdefault("VISION_TL_BACKEND", "torch")
+# ONNX graphs are cached per user (inference/graph_cache.py): the tests' go to a folder of their own
+os.environ.setdefault("VISION_TL_CACHE", os.path.join(tempfile.gettempdir(), f"vision_tl-test-cache-{os.getpid()}"))
 
 from vision_tl.data.synthetic import make_synthetic_folder, make_synthetic_pets  # noqa: E402
 

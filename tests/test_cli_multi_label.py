@@ -13,7 +13,7 @@ import pytest
 
 from vision_tl.cli import main
 from vision_tl.data.synthetic import make_synthetic_multi_label
-from vision_tl.inference.export import read_manifest
+from vision_tl.inference.vtl import read_manifest
 
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 

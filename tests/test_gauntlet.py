@@ -426,7 +426,8 @@ def _zip_bytes() -> bytes:
 
 @pytest.mark.parametrize("case", sorted(EXPORTS))
 def test_damaged_or_hostile_export_is_one_line_error_naming_it(case, exported, tmp_path):
-    from vision_tl.inference.export import ExportFormatError, load_learner
+    from vision_tl.inference.load import load_learner
+    from vision_tl.inference.vtl import ExportFormatError
 
     path, _ = exported
     bad = tmp_path / "inputs" / "bad.vtl"
@@ -443,7 +444,8 @@ def test_damaged_or_hostile_export_is_one_line_error_naming_it(case, exported, t
 
 @pytest.mark.skipif(not LINUX, reason="named pipes")
 def test_export_path_that_is_a_named_pipe_is_refused_without_blocking(tmp_path):
-    from vision_tl.inference.export import ExportFormatError, load_learner
+    from vision_tl.inference.load import load_learner
+    from vision_tl.inference.vtl import ExportFormatError
 
     os.mkfifo(tmp_path / "model.vtl")
     with pytest.raises(ExportFormatError, match="model.vtl.*named pipe"):
@@ -624,7 +626,7 @@ def test_stale_temp_cleanup_is_used_by_every_atomic_write(tmp_path):
 
 _KILL_DURING = r"""
 import os, signal, sys
-import vision_tl.inference.export as ex
+import vision_tl.inference.vtl as ex
 from vision_tl.data.batch_tfms import imagenet_stats
 from vision_tl.data.item_tfms import Resize
 from vision_tl.inference.predict import Predictor

@@ -245,16 +245,37 @@ def _plan(args: argparse.Namespace, learn: Any) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """``vision-tl predict``; under ``torchrun --nproc_per_node=N`` the processes share the files and rank 0
+    writes the output, identical to a single-process run."""
+    rank, distributed = launched_by_torchrun()
+    try:
+        return _predict(args, rank, distributed)
+    finally:
+        if distributed:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _predict(args: argparse.Namespace, rank: int, distributed: bool) -> int:
     import json
 
-    from vision_tl import load_learner
+    from vision_tl import PeerFailed, load_learner
 
     _check_new(args.csv, args.overwrite, "--csv")
     files = expand_images(args.images)
-    pred = load_learner(args.model, device=args.device, backend=args.backend)
+    device = args.device or (distributed and _local_cuda())
+    pred = load_learner(args.model, device=device or None, backend=args.backend)
     if args.top_k > pred.c:
         raise CLIError(f"--top-k must be at most {pred.c} (the number of classes), got {args.top_k}")
-    probs = pred.predict_batch(files, bs=args.bs, num_workers=args.num_workers, progress=sys.stderr.isatty())
+    try:
+        probs = pred.predict_batch(files, bs=args.bs, num_workers=args.num_workers,
+                                   progress=sys.stderr.isatty() and rank == 0, distributed=distributed)
+    except PeerFailed:  # another process could not read one of its files, and said which
+        return 1
+    if rank != 0:  # under torchrun, rank 0 prints and writes for all
+        return 0
     if pred.multi_label:
         from .cli_multi import predict_multi
 
@@ -274,6 +295,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.csv is not None:
         _write_predictions_csv(args.csv, rows)
     return 0
+
+
+def launched_by_torchrun() -> tuple[int, bool]:
+    """``(rank, distributed)``: this process's rank and whether torchrun started several (``WORLD_SIZE`` > 1)."""
+    world, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "0")
+    return (int(rank), True) if world.isdigit() and int(world) > 1 and rank.isdigit() else (0, False)
+
+
+def _local_cuda() -> str | None:
+    """``cuda:LOCAL_RANK`` when CUDA is available (one GPU per process under torchrun), else None."""
+    import torch
+
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else None
 
 
 def _predictions_header(k: int) -> list[str]:

@@ -1,7 +1,8 @@
-"""The onnxruntime backend of ``load_learner``: parity with torch, the graph cache, threads, auto, the CLI."""
+"""The onnxruntime backend of ``load_learner``: parity with torch, the per-user graph cache, threads, auto, the CLI."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -11,9 +12,11 @@ import torch
 
 from vision_tl.data.batch_tfms import imagenet_stats
 from vision_tl.data.item_tfms import Resize
-from vision_tl.inference import backends
-from vision_tl.inference.export import load_learner
+from vision_tl.inference import backends, graph_cache
+from vision_tl.inference.load import load_learner
 from vision_tl.inference.predict import Predictor
+from vision_tl.inference.runners import OrtRunner, Runner, TorchRunner
+from vision_tl.inference.vtl import read_vtl
 from vision_tl.models.build import ModelConfig, build_model
 
 from .conftest import VOCAB
@@ -32,32 +35,32 @@ def _predictor(activation: str = "softmax", seed: int = 0) -> Predictor:
                      multi_label=activation == "sigmoid")
 
 
-def _caches(folder):
-    return sorted(p.name for p in folder.iterdir() if p.suffix == ".onnx")
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """A ``.vtl`` file whose onnxruntime graph is already cached next to it (one export for the module)."""
-    folder = tmp_path_factory.mktemp("ort")
-    path = _predictor().export(folder / "model.vtl")
-    load_learner(path, device="cpu", backend="onnxruntime")
-    return path
+def _built(tmp_path_factory):
+    """``(model.vtl, its graph cache)``: one export and one graph for the module."""
+    folder, cache = tmp_path_factory.mktemp("ort"), tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(graph_cache.ENV_DIR, str(cache))
+        path = _predictor().export(folder / "model.vtl")
+        load_learner(path, device="cpu", backend="onnxruntime")
+    return path, cache / "onnx"
 
 
-def _copy(built, dest):
-    """The built model and its cache, copied into ``dest`` (same bytes, so the cache stays valid)."""
-    for f in built.parent.iterdir():
-        shutil.copy2(f, dest / f.name)
-    return dest / built.name
+@pytest.fixture
+def built(_built, monkeypatch):
+    """The module's ``.vtl`` file, with the cache that holds its graph as this test's cache."""
+    monkeypatch.setenv(graph_cache.ENV_DIR, str(_built[1].parent))
+    return _built[0]
 
 
 @pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
-def test_onnxruntime_gives_the_labels_and_probabilities_of_torch(activation, tmp_path, image_files):
+def test_onnxruntime_gives_the_labels_and_probabilities_of_torch(activation, tmp_path, image_files, monkeypatch):
+    monkeypatch.setenv(graph_cache.ENV_DIR, str(tmp_path / "cache"))
     path = _predictor(activation).export(tmp_path / "model.vtl")
     ref = load_learner(path, device="cpu", backend="torch")
     ort = load_learner(path, device="cpu", backend="onnxruntime")
     assert (ref.backend, ort.backend, ort.activation) == ("torch", "onnxruntime", activation)
+    assert isinstance(ort.runner, OrtRunner) and isinstance(ref.runner, TorchRunner)
     expected, got = ref.predict_batch(image_files, bs=8, progress=False), ort.predict_batch(image_files, bs=8, progress=False)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
     assert ref.decode(expected) == ort.decode(got)
@@ -69,9 +72,11 @@ def test_onnxruntime_gives_the_labels_and_probabilities_of_torch(activation, tmp
     torch.testing.assert_close(probs, expected[0], atol=1e-4, rtol=0)
 
 
-def test_the_graph_is_cached_next_to_the_file_and_reused(built, monkeypatch, image_files):
-    sha = backends.file_sha256(built)
-    assert _caches(built.parent) == [f".model.vtl.{sha[:16]}.onnx"]
+def test_loading_writes_nothing_beside_the_model_and_reuses_the_cached_graph(built, monkeypatch, image_files, tmp_path):
+    cache_of = graph_cache.cache_dir()
+    assert sorted(p.name for p in built.parent.iterdir()) == ["model.vtl"]
+    sha = hashlib.sha256(built.read_bytes()).hexdigest()
+    assert sorted(p.name for p in cache_of.iterdir()) == [f"{sha}.fp32.onnx"]
 
     def no_build(*a, **k):
         raise AssertionError("the cached graph should have been used")
@@ -82,42 +87,49 @@ def test_the_graph_is_cached_next_to_the_file_and_reused(built, monkeypatch, ima
     torch.testing.assert_close(pred.predict(image_files[0])[2],
                                load_learner(built, device="cpu", backend="torch").predict(image_files[0])[2],
                                atol=1e-4, rtol=0)
+    moved = shutil.copy2(built, tmp_path / "renamed.vtl")  # found by content, not by name or folder
+    assert load_learner(moved, device="cpu", backend="onnxruntime").backend == "onnxruntime"
 
 
-def test_a_cache_whose_hash_differs_is_rebuilt_and_stale_caches_dropped(built, tmp_path, image_files):
-    path = _copy(built, tmp_path)
-    old_cache = tmp_path / _caches(tmp_path)[0]
-    with pytest.warns(UserWarning, match="replacing"):
-        _predictor(seed=1).export(path)  # another model under the same name
-    new_cache = backends.cache_path(path, backends.file_sha256(path))
-    shutil.copy2(old_cache, new_cache)  # the right name with the old model's graph inside: must not be trusted
+def test_a_cached_graph_of_another_file_is_not_trusted(built, tmp_path, image_files):
+    cache_of = graph_cache.cache_dir()
+    path = _predictor(seed=1).export(tmp_path / "model.vtl")  # another model
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    old = next(cache_of.glob("*.onnx"))
+    shutil.copy2(old, graph_cache.entry_path(sha))  # the right name with the other model's graph inside
     pred = load_learner(path, device="cpu", backend="onnxruntime")
     expected = load_learner(path, device="cpu", backend="torch").predict_batch(image_files[:6], progress=False)
     torch.testing.assert_close(pred.predict_batch(image_files[:6], progress=False), expected, atol=1e-4, rtol=0)
-    assert _caches(tmp_path) == [new_cache.name]  # rebuilt in place, the old model's cache removed
+    assert graph_cache.entry_path(sha).read_bytes() != old.read_bytes()  # rebuilt in place
+    graph_cache.entry_path(sha).unlink()
 
 
-def test_an_unwritable_folder_builds_in_memory_and_goes_on(built, tmp_path, monkeypatch, image_files):
+def test_an_unwritable_cache_loads_from_memory(built, tmp_path, monkeypatch, image_files):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")  # fails even for root, unlike chmod
+    monkeypatch.setenv(graph_cache.ENV_DIR, str(blocker / "cache"))
     path = tmp_path / "model.vtl"
-    shutil.copy2(built, path)  # the model only, no cache
-    # root ignores file modes, so make the cache write itself fail as a read-only folder would
-    monkeypatch.setattr(backends, "sibling_temp", lambda dest, suffix="": tmp_path / "no-such-dir" / "x")
+    shutil.copy2(built, path)
     pred = load_learner(path, device="cpu", backend="onnxruntime")
-    assert pred.backend == "onnxruntime" and sorted(p.name for p in tmp_path.iterdir()) == ["model.vtl"]
+    assert pred.backend == "onnxruntime"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.vtl", "not-a-folder"]
     expected = load_learner(path, device="cpu", backend="torch").predict(image_files[0])[2]
     torch.testing.assert_close(pred.predict(image_files[0])[2], expected, atol=1e-4, rtol=0)
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a non-root POSIX user (root writes anyway)")
-def test_a_read_only_folder_is_left_untouched(built, tmp_path):
-    path = tmp_path / "model.vtl"
+def test_a_read_only_model_folder_is_left_untouched(built, tmp_path, monkeypatch):
+    monkeypatch.setenv(graph_cache.ENV_DIR, str(tmp_path / "cache"))
+    folder = tmp_path / "models"
+    folder.mkdir()
+    path = folder / "model.vtl"
     shutil.copy2(built, path)
-    tmp_path.chmod(0o555)
+    folder.chmod(0o555)
     try:
         assert load_learner(path, device="cpu", backend="onnxruntime").backend == "onnxruntime"
-        assert [p.name for p in tmp_path.iterdir()] == ["model.vtl"]
+        assert [p.name for p in folder.iterdir()] == ["model.vtl"]
     finally:
-        tmp_path.chmod(0o755)
+        folder.chmod(0o755)
 
 
 def test_threads_follow_torch_or_num_threads(built):
@@ -139,6 +151,7 @@ def test_auto_picks_onnxruntime_on_the_cpu(built, monkeypatch):
 
 
 def test_auto_falls_back_to_torch_when_the_model_does_not_export(built, tmp_path, monkeypatch):
+    monkeypatch.setenv(graph_cache.ENV_DIR, str(tmp_path / "empty-cache"))
     path = tmp_path / "model.vtl"
     shutil.copy2(built, path)
 
@@ -161,13 +174,19 @@ def test_auto_uses_torch_without_onnxruntime_and_asking_for_it_says_what_to_inst
 
 def test_auto_uses_torch_off_the_cpu_and_onnxruntime_refuses_it(built):
     pred = load_learner(built, device="cpu", backend="torch")
-    pred.device = torch.device("cuda")  # as if loaded on a GPU (none here): only the device is read
-    assert backends.with_backend(pred, built, "auto") is pred
+
+    class OnGpu(Runner):  # as if loaded on a GPU (none here): only the device is read
+        name, device = "torch", torch.device("cuda")
+
+    pred.runner = OnGpu()
+    vtl = read_vtl(built)
+    assert backends.make_runner(pred, vtl, "auto") is pred.runner
     with pytest.raises(ValueError, match="runs on the CPU, got device 'cuda'"):
-        backends.with_backend(pred, built, "onnxruntime")
+        backends.make_runner(pred, vtl, "onnxruntime")
 
 
 @pytest.mark.parametrize("kwargs, match", [({"backend": "tensorrt"}, "backend must be one of .* got 'tensorrt'"),
+                                           ({"precision": "fp16"}, "precision must be one of .* got 'fp16'"),
                                            ({"num_threads": 0}, "num_threads must be a positive int .* got 0")])
 def test_bad_backend_arguments_are_refused_naming_the_value(built, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -12,7 +12,7 @@ from vision_tl import vision_learner
 from vision_tl.data.batch_tfms import imagenet_stats
 from vision_tl.data.factories import ImageDataLoaders
 from vision_tl.data.item_tfms import Resize
-from vision_tl.inference.export import load_learner
+from vision_tl.inference.load import load_learner
 from vision_tl.models.archs import resnet18
 from vision_tl.models.build import ModelConfig, build_model
 from vision_tl.models.hooks import hook_output, hook_outputs

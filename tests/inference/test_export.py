@@ -13,8 +13,9 @@ import zipfile
 import pytest
 import torch
 
-from vision_tl.inference import export as ex
-from vision_tl.inference.export import ExportFormatError, load_learner, read_manifest, write_vtl
+from vision_tl.inference import vtl as ex
+from vision_tl.inference.load import load_learner
+from vision_tl.inference.vtl import ExportFormatError, read_manifest, write_vtl
 
 
 def _rewrite(path, manifest_edit=None, tensors_edit=None, dest=None):

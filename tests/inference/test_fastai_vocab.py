@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from vision_tl import ImageDataLoaders, Resize, vision_learner
-from vision_tl.inference.export import load_learner
 from vision_tl.inference.interpret import ClassificationInterpretation
+from vision_tl.inference.load import load_learner
 
 
 @pytest.fixture(scope="module")

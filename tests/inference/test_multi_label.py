@@ -17,9 +17,10 @@ from vision_tl import vision_learner
 from vision_tl.data.factories import ImageDataLoaders
 from vision_tl.data.item_tfms import Resize
 from vision_tl.data.synthetic import make_synthetic_multi_label
-from vision_tl.inference.export import load_learner, read_manifest
 from vision_tl.inference.interpret import ClassificationInterpretation
 from vision_tl.inference.interpret_multi import MultiLabelInterpretation
+from vision_tl.inference.load import load_learner
+from vision_tl.inference.vtl import read_manifest
 from vision_tl.metrics import F1ScoreMulti, accuracy_multi
 from vision_tl.train.losses import BCEWithLogitsLossFlat
 
@@ -202,7 +203,7 @@ def test_lr_find_and_fine_tune_run_on_multi_label_data(ml_data, one_thread, tmp_
 
 
 def test_a_multi_label_manifest_needs_a_threshold_in_zero_one(tmp_path):
-    from vision_tl.inference import export as ex
+    from vision_tl.inference import vtl as ex
 
     base = {"format": ex.FORMAT_NAME, "format_version": 2, "model_config": {}, "vocab": ["a", "b"], "item_tfms": [],
             "weights_sha256": "0" * 64, "multi_label": True, "activation": "sigmoid", "threshold": 0.5}

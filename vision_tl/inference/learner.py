@@ -76,7 +76,7 @@ class Learner(_train.Learner):
 
     def export(self, fname: str | Path = "export.vtl") -> Path:
         """Write the ``.vtl`` file (under torchrun: rank 0 writes, the other ranks wait and get None)."""
-        return rank0_only(export_learner)(self, fname)
+        return rank0_only(export_learner)(self, self._predictor(), fname)
 
     def export_onnx(self, fname: str | Path, **kwargs: Any) -> Path:
         """Write a ``.onnx`` file with the preprocessing inside (see ``vision_tl.inference.onnx``)."""

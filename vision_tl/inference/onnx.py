@@ -25,6 +25,7 @@ from torch import nn
 from ..files import sibling_temp
 from ..models.predict_step import activate, prepare_batch
 from .predict import Predictor
+from .runners import TorchRunner
 
 _DTYPES = ("uint8", "float32")
 _OUTPUTS = {"softmax": "softmax probabilities", "sigmoid": "sigmoid probabilities", "none": "logits"}
@@ -135,7 +136,8 @@ def check_onnx(fname: str | Path, predictor: Predictor, images: Any = None, atol
     images = torch.as_tensor(images)
     feed = images.numpy() if inp.type == "tensor(uint8)" else (images.float() / 255).numpy()
     ort_probs = torch.from_numpy(sess.run(None, {inp.name: feed})[0])
-    torch_probs = predictor.forward_uint8(images)
+    torch_probs = TorchRunner(predictor.model, predictor.spec, predictor.device, amp=False,
+                              channels_last=predictor.channels_last)(images)
     diff = float((ort_probs - torch_probs).abs().max())
     if diff > atol:
         raise ValueError(f"ONNX model {str(fname)!r} disagrees with torch: max abs difference {diff:.2e} > {atol:.0e}")

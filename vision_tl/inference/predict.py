@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 
 from ..data.images import load_rgb
 from ..data.item_tfms import apply_item_tfms, draft_size_for, limit_worker_threads
-from ..models.predict_step import predict_step
 from ..models.preprocess import Preprocess
 from .pipeline import decode_threads_for, iter_batches
+from .runners import Runner, TorchRunner
 
 Item = Any  # str | Path | bytes | PIL.Image.Image | np.ndarray | torch.Tensor
 
@@ -158,7 +158,11 @@ class PredictorData:
 
 
 class Predictor:
-    """Everything prediction needs, and nothing else: model, vocab and the ``Preprocess`` spec.
+    """Everything prediction needs, and nothing else: vocab, the ``Preprocess`` spec and a runner.
+
+    The predictor decodes and resizes images (``preprocess``), hands uint8 batches to its ``runner``
+    (``inference/runners.py``: torch, onnxruntime, ...) and turns probabilities into labels. The torch
+    ``model`` is kept whatever the runner, for Grad-CAM and to export again.
 
     Args:
         model: the classifier (body + head); it is only read, and put in eval mode per call.
@@ -177,12 +181,14 @@ class Predictor:
         multi_label: each image has a set of labels (the activation is then ``"sigmoid"``): ``predict``
             returns ``(labels, bool mask, probs)`` with the labels whose probability > ``thresh``.
         thresh: the multi-label decision threshold (saved in the export).
+        runner: what runs the batches; default a ``TorchRunner`` of ``model`` on ``device``.
+
+    ``manifest`` is the ``.vtl`` manifest of a predictor from ``load_learner`` (None otherwise).
 
     ``item_tfms``, ``batch_tfms`` and ``normalize`` are views of ``self.spec`` (a ``Preprocess``);
-    setting one replaces the spec.
+    setting one replaces the spec (with a runner other than torch, whose graph has the batch side
+    built in, only ``item_tfms`` may change).
     """
-
-    backend = "torch"  # what runs the forward pass (``inference/backends.py`` adds "onnxruntime")
 
     def __init__(
         self,
@@ -198,6 +204,7 @@ class Predictor:
         activation: str | None = None,
         multi_label: bool = False,
         thresh: float = 0.5,
+        runner: Runner | None = None,
     ) -> None:
         if not 0 < thresh < 1:
             raise ValueError(f"thresh must be in (0, 1), got {thresh!r}")
@@ -209,16 +216,19 @@ class Predictor:
         self.vocab = [str(v) for v in vocab]
         mean, std = _as_stats(normalize)
         size = None if item_tfms else getattr(model_config, "input_size", None)
-        self.spec = Preprocess(list(item_tfms), list(batch_tfms or []), mean, std, size, activation)
+        self._spec = Preprocess(list(item_tfms), list(batch_tfms or []), mean, std, size, activation)
         self.model_config = model_config
+        self.manifest: dict[str, Any] | None = None  # the .vtl manifest, for a predictor loaded from a file
         self.amp = amp
         self.channels_last = channels_last
         if channels_last:
             model.to(memory_format=torch.channels_last)
-        if device is None:
-            param = next(model.parameters(), None)
-            device = param.device if param is not None else torch.device("cpu")
-        self.to(device)
+        if runner is None:
+            if device is None:
+                param = next(model.parameters(), None)
+                device = param.device if param is not None else torch.device("cpu")
+            runner = TorchRunner(model, self._spec, device, amp, channels_last)
+        self.runner = runner
 
     @classmethod
     def from_spec(cls, model: nn.Module, vocab: Sequence[str], spec: Preprocess, **kwargs: Any) -> Predictor:
@@ -226,6 +236,36 @@ class Predictor:
         out = cls(model, vocab, [], None, activation=spec.activation, **kwargs)
         out.spec = spec
         return out
+
+    @property
+    def spec(self) -> Preprocess:
+        """The preprocessing spec (item transforms, batch transforms, normalization, input size, activation)."""
+        return self._spec
+
+    @spec.setter
+    def spec(self, spec: Preprocess) -> None:
+        if isinstance(self.runner, TorchRunner):
+            self.runner = TorchRunner(self.model, spec, self.runner.device, self.amp, self.channels_last)
+        elif (spec.batch_tfms, spec.mean, spec.std, spec.activation) != (
+                self._spec.batch_tfms, self._spec.mean, self._spec.std, self._spec.activation):
+            raise ValueError(f"the {self.backend} backend has the batch transforms, normalization and activation "
+                             "built into its graph: load with backend='torch' to change them")
+        self._spec = spec
+
+    @property
+    def backend(self) -> str:
+        """What runs the forward pass: the runner's name (``"torch"``, ``"onnxruntime"``, ...)."""
+        return self.runner.name
+
+    @property
+    def device(self) -> torch.device:
+        """Where the runner runs."""
+        return self.runner.device
+
+    @property
+    def num_threads(self) -> int:
+        """Threads of the runner's intra-op pool."""
+        return self.runner.num_threads
 
     @classmethod
     def from_learner(cls, learn: Any) -> Predictor:
@@ -281,9 +321,8 @@ class Predictor:
         return len(self.vocab)
 
     def to(self, device: str | torch.device) -> Predictor:
-        """Move the model to ``device``; returns ``self``."""
-        self.device = torch.device(device)
-        self.model.to(self.device)
+        """Run on ``device`` (the runner says whether it can); returns ``self``."""
+        self.runner = self.runner.to(device)
         return self
 
     def preprocess(self, item: Item) -> np.ndarray:
@@ -291,9 +330,8 @@ class Predictor:
         return apply_item_tfms(to_rgb_array(item, self.draft_size), self.item_tfms, train=False)
 
     def forward_uint8(self, xb: torch.Tensor) -> torch.Tensor:
-        """Probabilities (float32, on the CPU) for a uint8 NCHW batch: one ``predict_step``."""
-        return predict_step(self.model, xb, self.spec, self.device, amp=self.amp,
-                            channels_last=self.channels_last).cpu()
+        """Probabilities (float32, on the CPU) for a uint8 NCHW batch: ``self.runner(xb)``."""
+        return self.runner(xb)
 
     def predict(self, item: Item) -> tuple[Any, Any, torch.Tensor]:
         """One image, like fastai's ``learn.predict``: ``(label, index, probs)`` (``index`` a 0-d tensor), or
@@ -325,6 +363,7 @@ class Predictor:
         bs: int = 64,
         num_workers: int | None = None,
         progress: bool = True,
+        distributed: bool = False,
     ) -> torch.Tensor:
         """Probabilities ``(len(items), c)`` for many images, decoded while the model runs.
 
@@ -333,7 +372,14 @@ class Predictor:
         (pinned memory, non-blocking copies). ``num_workers=N`` forces N worker processes (0: decode
         in this thread, one batch after the other). An unreadable image
         raises an ``ImageError`` naming it. Labels are ``[self.vocab[i] for i in probs.argmax(1)]``.
+
+        ``distributed=True`` under ``torchrun``: each process predicts its share of ``items`` and every
+        process gets all the probabilities, in order (``inference/distributed.py``).
         """
+        if distributed:
+            from .distributed import predict_distributed
+
+            return predict_distributed(self, items, bs=bs, num_workers=num_workers, progress=progress)
         items = list(items)
         if bs < 1:
             raise ValueError(f"bs must be >= 1, got {bs}")
@@ -375,7 +421,8 @@ class Predictor:
         return show_cam(self, item, target, layer, **kwargs)
 
     def export(self, fname: str | Path) -> Path:
-        """Write this predictor to a ``.vtl`` file (see ``vision_tl.inference.export``)."""
+        """Write this predictor to a ``.vtl`` file (``export.export_predictor``, which imports this module
+        for type hints only)."""
         from .export import export_predictor
 
         return export_predictor(self, fname)
@@ -383,4 +430,5 @@ class Predictor:
     def __repr__(self) -> str:
         arch = getattr(self.model_config, "arch", type(self.model).__name__)
         multi = f", multi-label thresh={self.thresh}" if self.multi_label else ""
-        return f"Predictor({arch}, {self.c} classes{multi}, device={self.device})"
+        backend = "" if self.backend == "torch" else f", backend={self.backend}, threads={self.num_threads}"
+        return f"Predictor({arch}, {self.c} classes{multi}, device={self.device}{backend})"
