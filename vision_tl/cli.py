@@ -1,4 +1,4 @@
-"""The ``vision-tl`` command: train, predict, evaluate, lr-find, export-onnx, info and the demo.
+"""The ``vision-tl`` command: train, predict, evaluate, lr-find, export-onnx, info, quantize and the demo.
 
 Exit codes: 0 ok, 2 usage error (argparse), 1 runtime failure with a one-line cause on stderr
 (a bad path, an unreadable image, a corrupt model file); ``--debug`` shows the traceback instead.
@@ -28,6 +28,8 @@ from .cli_data import (
     parse_label_from,
 )
 from .cli_output import report_evaluation, save_figure, write_csv
+from .cli_quantize import add_parser as add_quantize_parser
+from .cli_quantize import cmd_quantize
 
 PROG = "vision-tl"
 
@@ -74,6 +76,9 @@ def _backend_arg(p: argparse.ArgumentParser) -> None:
                    help="what runs the model: onnxruntime (CPU; the graph is cached next to the model file), "
                    "torch, or auto = onnxruntime on the CPU when it works, else torch (default: "
                    "$VISION_TL_BACKEND, else auto)")
+    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                   help="int8: the model's int8 graph in onnxruntime on the CPU (added by `vision-tl quantize`); "
+                   "never chosen unless asked for (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bs", type=int, default=None, help="batch size (default: 32 offline, 64 with --real, as fastai)")
     p.add_argument("--seed", type=int, default=42, help="(default: %(default)s)")
     p.add_argument("--json", action="store_true", help="also print what the demo measured as JSON")
+    add_quantize_parser(sub)
     for sp in sub.choices.values():  # `vision-tl predict ... --debug` works as well as before the command
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on failure")
         sp.set_defaults(subparser=sp)
@@ -266,7 +272,7 @@ def _predict(args: argparse.Namespace, rank: int, distributed: bool) -> int:
     _check_new(args.csv, args.overwrite, "--csv")
     files = expand_images(args.images)
     device = args.device or (distributed and _local_cuda())
-    pred = load_learner(args.model, device=device or None, backend=args.backend)
+    pred = load_learner(args.model, device=device or None, backend=args.backend, precision=args.precision)
     if args.top_k > pred.c:
         raise CLIError(f"--top-k must be at most {pred.c} (the number of classes), got {args.top_k}")
     try:
@@ -333,7 +339,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from vision_tl import ClassificationInterpretation, accuracy, load_learner
 
     _check_new(args.confusion_matrix, args.overwrite, "--confusion-matrix")
-    pred = load_learner(args.model, device=args.device, backend=args.backend)
+    pred = load_learner(args.model, device=args.device, backend=args.backend, precision=args.precision)
     if pred.multi_label:
         from .cli_multi import evaluate_multi
 
@@ -404,7 +410,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "lr-find": cmd_lr_find,
-            "export-onnx": cmd_export_onnx, "info": cmd_info, "demo": cmd_demo}
+            "export-onnx": cmd_export_onnx, "info": cmd_info, "demo": cmd_demo, "quantize": cmd_quantize}
 
 
 def _one_line(e: BaseException) -> str:

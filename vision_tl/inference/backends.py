@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from . import graph_cache
-from .runners import OrtRunner, Runner
+from .quantize import stored_int8
+from .runners import OrtInt8Runner, OrtRunner, Runner
 
 if TYPE_CHECKING:
     from .predict import Predictor
@@ -64,8 +65,8 @@ def make_runner(pred: Predictor, vtl: VtlFile, backend: str = "auto", num_thread
     onnxruntime, and for ``"auto"`` when the model does not export (with a warning).
     """
     check_backend(backend, num_threads, precision)
-    if precision == "int8":  # the int8 runner plugs in here (issue 16, int8 part)
-        raise ValueError(f"precision='int8' is not available for {str(vtl.path)!r} in this vision_tl")
+    if precision == "int8":
+        return int8_runner(pred, vtl, backend, num_threads)
     if backend == "onnxruntime":
         if pred.device.type != "cpu":
             raise ValueError(f"backend='onnxruntime' runs on the CPU, got device {str(pred.device)!r}: "
@@ -84,6 +85,18 @@ def make_runner(pred: Predictor, vtl: VtlFile, backend: str = "auto", num_thread
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     return pred.runner
+
+
+def int8_runner(pred: Predictor, vtl: VtlFile, backend: str = "auto", num_threads: int | None = None) -> OrtInt8Runner:
+    """An ``OrtInt8Runner`` of the int8 graph stored in ``vtl`` (never chosen unless asked for: ``precision="int8"``)."""
+    if backend == "torch":
+        raise ValueError("precision='int8' runs in onnxruntime: use backend='onnxruntime' or 'auto', got 'torch'")
+    if pred.device.type != "cpu":
+        raise ValueError(f"precision='int8' runs on the CPU (onnxruntime), got device {str(pred.device)!r}")
+    graph, report = stored_int8(vtl)  # before the import check: a file without int8 data says how to add it
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ImportError("precision='int8' needs onnxruntime: pip install 'vision_tl[onnx]'")
+    return OrtInt8Runner(ort_session(graph, num_threads), report)
 
 
 def session_options(num_threads: int | None = None) -> Any:

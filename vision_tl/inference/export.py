@@ -77,9 +77,10 @@ def export_predictor(predictor: Predictor, fname: str | Path, entries: Mapping[s
     return write_vtl(fname, predictor.model.state_dict(), manifest, payloads)
 
 
-def export_learner(learn: Any, predictor: Predictor, fname: str | Path = "export.vtl") -> Path:
+def export_learner(learn: Any, predictor: Predictor, fname: str | Path = "export.vtl",
+                   entries: Mapping[str, Any] | None = None, payloads: Mapping[str, bytes] | None = None) -> Path:
     """``learn.export``: write the learner's model, vocab and valid transforms (its ``predictor``) and the
-    entries of ``learner_entries(learn)`` to one ``.vtl`` file.
+    entries of ``learner_entries(learn)`` (plus ``entries`` and ``payloads``, e.g. ``int8.py``'s) to one ``.vtl`` file.
 
     A relative ``fname`` is taken relative to ``learn.path`` (as in fastai). Label functions,
     callbacks and other Python objects of the training setup are not saved and cannot break export.
@@ -87,6 +88,6 @@ def export_learner(learn: Any, predictor: Predictor, fname: str | Path = "export
     path = Path(fname)
     if not path.is_absolute() and getattr(learn, "path", None) is not None:
         path = Path(learn.path) / path
-    return export_predictor(predictor, path, learner_entries(learn))
+    return export_predictor(predictor, path, {**learner_entries(learn), **(entries or {})}, payloads)
 
 

@@ -20,9 +20,11 @@ from ..train import learner as _train
 from ..train import vision as _vision
 from ..train.distributed import rank0_only
 from .export import export_learner
+from .int8 import export_int8
 from .interpret import show_results
 from .onnx import export_onnx
 from .predict import Predictor
+from .quantize import DEFAULT_MAX_DROP
 from .tta import tta
 
 __all__ = ["Learner", "cnn_learner", "vision_learner"]
@@ -74,8 +76,15 @@ class Learner(_train.Learner):
         """Validation images titled ``actual / predicted`` (a matplotlib ``Figure``)."""
         return show_results(self, **kwargs)
 
-    def export(self, fname: str | Path = "export.vtl") -> Path:
-        """Write the ``.vtl`` file (under torchrun: rank 0 writes, the other ranks wait and get None)."""
+    def export(self, fname: str | Path = "export.vtl", int8: bool = False, max_drop: float = DEFAULT_MAX_DROP) -> Path:
+        """Write the ``.vtl`` file (under torchrun: rank 0 writes, the other ranks wait and get None).
+
+        ``int8=True`` also stores an int8 graph for ``load_learner(..., precision="int8")``, calibrated on
+        part of the validation images and checked on the others; when it loses more than ``max_drop``
+        accuracy points ``Int8Refused`` is raised and nothing is written (``inference/int8.py``).
+        """
+        if int8:
+            return rank0_only(export_int8)(self, self._predictor(), fname, max_drop)
         return rank0_only(export_learner)(self, self._predictor(), fname)
 
     def export_onnx(self, fname: str | Path, **kwargs: Any) -> Path:

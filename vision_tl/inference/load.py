@@ -34,20 +34,22 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
     see ``inference/graph_cache.py``); ``"auto"`` picks onnxruntime on the CPU when it is installed and
     the model exports cleanly, torch otherwise. ``backend=None`` means ``$VISION_TL_BACKEND``, else
     ``"auto"``. ``num_threads`` (default ``torch.get_num_threads()``): see ``inference/backends.py``.
-    ``precision``: ``"fp32"`` (default) or ``"int8"`` (a file exported with int8 data).
+    ``precision``: ``"fp32"`` (default) or ``"int8"``: the int8 graph stored in the file (``export(int8=True)``
+    or ``vision-tl quantize``), run by onnxruntime on the CPU; never chosen unless asked for.
 
     Raises:
         FileNotFoundError: ``fname`` does not exist.
         ExportFormatError: anything else wrong with the file (truncated, edited, foreign format,
             weights that do not fit the manifest, a format version this vision_tl cannot read).
     """
-    backend = backend or os.environ.get("VISION_TL_BACKEND") or "auto"
+    # int8 runs in onnxruntime only: $VISION_TL_BACKEND (a default for fp32) does not turn it into an error
+    backend = backend or ("auto" if precision == "int8" else os.environ.get("VISION_TL_BACKEND")) or "auto"
     check_backend(backend, num_threads, precision)
     if cpu and device is not None and torch.device(device).type != "cpu":
         raise ValueError(f"load_learner: cpu=True contradicts device={device!r}")
     vtl = read_vtl(fname)
     if device is None:
-        device = "cpu" if cpu or not torch.cuda.is_available() else "cuda"
+        device = "cpu" if cpu or precision == "int8" or not torch.cuda.is_available() else "cuda"
     pred = predictor_from_vtl(vtl, device)
     pred.runner = make_runner(pred, vtl, backend, num_threads, precision)
     return pred

@@ -263,6 +263,11 @@ class Predictor:
         return self.runner.device
 
     @property
+    def precision(self) -> str:
+        """The arithmetic of the runner's forward pass: ``"fp32"``, or ``"int8"`` (``load_learner(precision=...)``)."""
+        return getattr(self.runner, "precision", "fp32")
+
+    @property
     def num_threads(self) -> int:
         """Threads of the runner's intra-op pool."""
         return self.runner.num_threads
@@ -431,4 +436,5 @@ class Predictor:
         arch = getattr(self.model_config, "arch", type(self.model).__name__)
         multi = f", multi-label thresh={self.thresh}" if self.multi_label else ""
         backend = "" if self.backend == "torch" else f", backend={self.backend}, threads={self.num_threads}"
+        backend += "" if self.precision == "fp32" else f", precision={self.precision}"
         return f"Predictor({arch}, {self.c} classes{multi}, device={self.device}{backend})"

@@ -21,10 +21,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from .vtl import VtlFile
+
+INT8_PAYLOAD = "onnx_int8"  # the .vtl payload holding the int8 graph (``vtl.py``: payloads)
+INT8_ENTRY = "int8"  # the manifest entry holding its Int8Report (+ what it was calibrated on)
 DEFAULT_MAX_DROP = 1.0  # accuracy points int8 may lose on the held-out images before it is refused
 MAX_CALIB = 256  # calibration images used at most ("up to a few hundred": MinMax settles well before)
 MAX_CHECK = 1000  # held-out images used at most for the accuracy check
@@ -255,3 +260,33 @@ def split_for_calibration(n: int, max_calib: int = MAX_CALIB, max_check: int = M
 def images_as_graph_input(pred: Any, items: Sequence[Any]) -> np.ndarray:
     """``items`` decoded and resized by ``pred`` (its validation item transforms): uint8 ``(N, 3, H, W)``."""
     return np.stack([np.ascontiguousarray(pred.preprocess(it).transpose(2, 0, 1)) for it in items])
+
+
+def how_to_add_int8(path: str | Path) -> str:
+    """The two ways to give ``path`` an int8 graph, for error messages."""
+    return (f"add one with `vision-tl quantize {path} --calib DIR` (a folder of labelled images) or export it "
+            "with learn.export(..., int8=True)")
+
+
+def stored_int8(vtl: VtlFile) -> tuple[bytes, Int8Report]:
+    """The int8 graph and its report stored in ``vtl``; a ``ValueError`` saying how to add them when absent."""
+    graph, entry = vtl.payloads.get(INT8_PAYLOAD), vtl.manifest.get(INT8_ENTRY)
+    if graph is None or not isinstance(entry, dict):
+        raise ValueError(f"{str(vtl.path)!r} has no int8 graph: {how_to_add_int8(vtl.path)}")
+    return graph, Int8Report.from_dict(entry)
+
+
+def int8_entry(report: Int8Report, calibrated_on: str) -> dict[str, Any]:
+    """The manifest entry stored next to the int8 payload: the report plus what it was calibrated on."""
+    return {**report.to_dict(), "calibrated_on": calibrated_on}
+
+
+def describe_int8(manifest: dict[str, Any]) -> str:
+    """``vision-tl info``'s int8 line: the measured drop, or how to add int8."""
+    entry = manifest.get(INT8_ENTRY)
+    if not isinstance(entry, dict):
+        return "int8:          none (vision-tl quantize MODEL --calib DIR, or learn.export(..., int8=True))"
+    try:
+        return f"int8:          {Int8Report.from_dict(entry).summary()}"
+    except TypeError:  # an entry written by a future vision_tl with other fields
+        return f"int8:          drop {entry.get('drop')} points"

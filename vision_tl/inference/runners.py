@@ -26,13 +26,14 @@ from torch import nn
 from ..models.predict_step import predict_step
 from ..models.preprocess import Preprocess
 
-__all__ = ["OrtRunner", "Runner", "TorchRunner"]
+__all__ = ["OrtInt8Runner", "OrtRunner", "Runner", "TorchRunner"]
 
 
 class Runner:
     """Base class: a callable from a uint8 NCHW batch to float32 probabilities ``(N, C)`` on the CPU."""
 
     name = "runner"
+    precision = "fp32"  # the arithmetic of the forward pass ("int8": OrtInt8Runner)
     device = torch.device("cpu")
 
     def __call__(self, xb: torch.Tensor) -> torch.Tensor:
@@ -102,3 +103,18 @@ class OrtRunner(Runner):
     @property
     def num_threads(self) -> int:
         return int(self.session.get_session_options().intra_op_num_threads)
+
+
+class OrtInt8Runner(OrtRunner):
+    """An ``OrtRunner`` of the int8 graph stored in a ``.vtl`` file (``quantize.py``: onnxruntime's static QDQ
+    quantization, checked against fp32 on held-out images); ``report`` is what that check measured."""
+
+    precision = "int8"
+
+    def __init__(self, session: Any, report: Any = None) -> None:
+        super().__init__(session)
+        self.report = report
+
+    def __repr__(self) -> str:
+        drop = "" if self.report is None else f", drop={self.report.drop:g} points"
+        return f"{type(self).__name__}(device={self.device}, threads={self.num_threads}{drop})"

@@ -43,6 +43,7 @@ import torch
 
 from ..files import sibling_temp
 from ..models.preprocess import ACTIVATIONS
+from .quantize import describe_int8
 
 __all__ = ["CORE_KEYS", "ExportFormatError", "VtlFile", "describe_manifest", "read_manifest", "read_payload",
            "read_vtl", "update_vtl", "weights_sha256", "write_vtl"]
@@ -280,6 +281,7 @@ def describe_manifest(m: dict[str, Any], n_bytes: int) -> str:
         "normalization: " + (f"mean {_stats(norm['mean'])}, std {_stats(norm['std'])}" if norm else "none"),
         f"size on disk:  {n_bytes / 2**20:.1f} MiB",
         f"versions:      {versions}",
+        describe_int8(m),
     ])
 
 
