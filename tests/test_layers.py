@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("vision_tl.train",),
     ("vision_tl.inference",),
     ("vision_tl.demo",),
-    ("vision_tl.cli", "vision_tl.cli_multi", "vision_tl.cli_data", "vision_tl.cli_output"),
+    ("vision_tl.cli", "vision_tl.cli_multi", "vision_tl.cli_data", "vision_tl.cli_output", "vision_tl.cli_quantize"),
     ("vision_tl.all",),
 ]
 

@@ -140,6 +140,11 @@ _EXPORTS: dict[str, str] = {
     "predict_distributed": ".inference.distributed",
     "PeerFailed": ".inference.distributed",
     "ExportFormatError": ".inference.vtl",
+    # inference, issue 16 (int8): the int8 runner, quantizing an existing file, the report and the refusal
+    "OrtInt8Runner": ".inference.runners",
+    "quantize_vtl": ".inference.int8",
+    "Int8Report": ".inference.quantize",
+    "Int8Refused": ".inference.quantize",
     "check_onnx": ".inference.onnx",
     "export_onnx": ".inference.onnx",
     "ClassificationInterpretation": ".inference.interpret",
