@@ -15,7 +15,10 @@ side runs in a fresh process (the order rotates every round):
   cache (``onnxruntime_first_load_s``: the ONNX graph is built and checked), then with it cached;
 - latency: median wall time of ``predict(path)`` on the validation JPEGs (file decode included);
 - throughput: images per second of ``predict_batch(files)`` vs fastai's ``get_preds(dl=test_dl(files))``;
-- accuracy: of the batch predictions on the validation images.
+- accuracy: of the batch predictions on the validation images;
+- a profile of one ``predict`` call, stage by stage (medians): JPEG decode (draft mode), resize (the
+  item transforms), the runner (batch of one), output decoding (arg-max and label); the rest of
+  ``latency_ms`` is the predictor's own Python.
 - the floor: the toolkit's decode + resize alone and the onnxruntime forward alone (batch 1 and
   ``--bs``, on ready uint8 tensors): floor latency = decode + forward at batch 1; floor throughput =
   1 / (decode + forward per image at batch ``--bs``).
@@ -113,7 +116,7 @@ VTL_MEASURE = r"""
 import json, statistics, sys, time
 from pathlib import Path
 import torch
-from vision_tl import get_image_files, load_learner
+from vision_tl import get_image_files, load_learner, load_rgb
 args = json.loads(sys.argv[1])
 torch.set_num_threads(args["threads"])
 files = sorted(get_image_files(Path(args["data"]) / "valid"))
@@ -134,7 +137,17 @@ for _ in range(args["batch_runs"]):
     t = time.perf_counter(); probs = pred.predict_batch(files, bs=args["bs"], progress=False)
     rates.append(len(files) / (time.perf_counter() - t))
 acc = sum(lab == f.parent.name for lab, f in zip(pred.decode(probs), files)) / len(files)
-print(json.dumps({"load_s": load, "latency_ms": 1000 * statistics.median(times), "throughput": max(rates), "accuracy": acc}))
+stages = {"decode": [], "resize": [], "runner": [], "outputs": []}  # one predict call, stage by stage
+for i in range(args["repeats"]):
+    f = files[i % len(files)]
+    t0 = time.perf_counter(); load_rgb(f, draft_size=pred.draft_size); t1 = time.perf_counter()
+    img = pred.preprocess(f); t2 = time.perf_counter()
+    probs1 = pred.runner(torch.from_numpy(img).permute(2, 0, 1)[None])[0]; t3 = time.perf_counter()
+    idx = probs1.argmax(); label = pred.vocab[int(idx)]; t4 = time.perf_counter()
+    for k, v in zip(stages, (t1 - t0, (t2 - t1) - (t1 - t0), t3 - t2, t4 - t3)):
+        stages[k].append(v)
+print(json.dumps({"load_s": load, "latency_ms": 1000 * statistics.median(times), "throughput": max(rates), "accuracy": acc,
+                  **{f"{k}_ms": 1000 * statistics.median(v) for k, v in stages.items()}}))
 """
 
 LOAD = r"""
@@ -311,6 +324,11 @@ def _print(result: dict, args: argparse.Namespace) -> None:
         acc = f"{b['accuracy']:9.3f}" if "accuracy" in b else f"{'':9}"
         load = f"{b['load_s']:7.2f}s" if "load_s" in b else ""
         print(f"{side:28} {b['latency_ms']:13.2f} ms {b['throughput']:12.1f} img/s {acc} {load}")
+    for side, b in med.items():
+        if "runner_ms" in b:
+            print(f"  {side} predict, per stage: decode {b['decode_ms']:.2f} ms, resize {b['resize_ms']:.2f} ms, "
+                  f"runner {b['runner_ms']:.2f} ms, outputs {b['outputs_ms']:.3f} ms; the rest "
+                  f"{b['latency_ms'] - b['decode_ms'] - b['resize_ms'] - b['runner_ms'] - b['outputs_ms']:.2f} ms")
     if "floor" in med:
         f = med["floor"]
         print(f"  floor = decode {f['decode_ms']:.2f} ms + onnxruntime forward {f['forward_b1_ms']:.2f} ms at batch 1, "
