@@ -19,6 +19,8 @@ def test_entries_and_payloads_travel_with_the_model(predictor, tmp_path, image_f
     assert vtl.read_payload(path, "blob") == graph and vtl.read_payload(path, "other") is None
     read = vtl.read_vtl(path)
     assert read.payloads == {"blob": graph} and not any(k.startswith(vtl.PAYLOAD_PREFIX) for k in read.state_dict)
+    summary = vtl.describe_manifest(m, path.stat().st_size)
+    assert "entries:       card" in summary and "payloads:      blob (0.0 MiB)" in summary
     loaded = load_learner(path, device="cpu", backend="torch")  # the payload is not taken for a weight
     assert loaded.manifest["card"] == {"epochs": 3}
     torch.testing.assert_close(loaded.predict(image_files[0])[2], predictor.predict(image_files[0])[2])

@@ -282,7 +282,18 @@ def describe_manifest(m: dict[str, Any], n_bytes: int) -> str:
         f"size on disk:  {n_bytes / 2**20:.1f} MiB",
         f"versions:      {versions}",
         describe_int8(m),
-    ])
+    ] + _extension_lines(m))
+
+
+def _extension_lines(m: dict[str, Any]) -> list[str]:
+    """What other parts of vision_tl stored in the file: extra manifest entries and payloads."""
+    extra = sorted(k for k in m if k not in CORE_KEYS)
+    payloads = m.get("payloads") or {}
+    lines = [f"entries:       {', '.join(extra)}"] if extra else []
+    if payloads:
+        lines.append("payloads:      " + ", ".join(f"{k} ({v.get('bytes', 0) / 2**20:.1f} MiB)"
+                                                   for k, v in sorted(payloads.items())))
+    return lines
 
 
 def read_manifest(fname: str | Path) -> dict[str, Any]:
