@@ -124,7 +124,7 @@ backend, _, precision = args["runner"].partition("-")
 t = time.perf_counter()
 pred = load_learner(Path(args["tmp"]) / "m.vtl", device="cpu", backend=backend, precision=precision or "fp32")
 load = time.perf_counter() - t
-assert pred.backend == args["runner"], (pred.backend, args["runner"])
+assert pred.backend + ("" if pred.precision == "fp32" else "-" + pred.precision) == args["runner"], (pred, args["runner"])
 for f in files[:5]:
     pred.predict(f)
 times = []
