@@ -92,3 +92,15 @@ def test_the_split_keeps_calibration_and_check_images_apart():
     assert (len(calib), len(check)) == (4, 5) and sorted(calib + check) == list(range(9))
     with pytest.raises(ValueError, match="at least 2 labelled images"):
         split_for_calibration(1)
+
+
+def test_multi_label_accuracy_is_per_label_and_agreement_is_per_label_set(fp32_graph, sets):
+    calib, check, targets = sets
+    hot = np.eye(10, dtype=bool)[targets[:100]]
+    graph, report = quantize_graph(fp32_graph, calib[:32], check[:100], hot, multi_label=True, threshold=0.3,
+                                   max_drop=100)
+    d32, d8 = _run(fp32_graph, check[:100]) > 0.3, _run(graph, check[:100]) > 0.3
+    assert report.multi_label and "per-label accuracy" in report.summary()
+    assert report.fp32_accuracy == pytest.approx(100 * (d32 == hot).mean())
+    assert report.int8_accuracy == pytest.approx(100 * (d8 == hot).mean())
+    assert report.agreement == pytest.approx(100 * (d32 == d8).all(1).mean())
