@@ -37,11 +37,13 @@ def _setup_logging() -> None:
 
 def check_installed() -> None:
     """Raise ``ImportError`` with the pip command when the serve extra is missing."""
-    import importlib.util
+    import importlib
 
     for module in ("fastapi", "uvicorn", "python_multipart", "prometheus_client"):
-        if importlib.util.find_spec(module) is None:
-            raise ImportError(f"{MISSING_EXTRA} (missing module {module!r})")
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ImportError(f"{MISSING_EXTRA} (cannot import {module!r})") from None
 
 
 def app_from_env() -> Any:
