@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, metavar="MODEL", help="the .vtl file to serve")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: %(default)s; 0.0.0.0 exposes it to the network)")
-    p.add_argument("--port", type=int, default=8000, help="(default: %(default)s; 0 picks a free port)")
+    p.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
     p.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default=None,
                    help="what runs the model (default: $VISION_TL_BACKEND, else auto)")
     p.add_argument("--precision", choices=["auto", "fp32", "int8"], default=None,
