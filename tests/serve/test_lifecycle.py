@@ -111,6 +111,17 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(served_model, tmp_pa
         srv.stop()
 
 
+def test_several_worker_processes_serve_and_stop_on_sigterm(served_model, tmp_path):
+    srv = Server(served_model, tmp_path, "--workers", "2")
+    try:
+        with srv.client() as c, ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda i: c.post("/predict", files={"file": ("a.jpg", image_bytes(i))}), range(8)))
+        assert all(r.status_code == 200 for r in answers)
+    finally:
+        assert srv.stop() == 0
+    assert srv.log.read_text().count('"event": "model_loaded"') == 2  # one model per process
+
+
 def _cli(*args, env_extra=None):
     code = "import sys; from vision_tl.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)

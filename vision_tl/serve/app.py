@@ -196,7 +196,8 @@ def _add_routes(app: FastAPI, service: Service) -> None:
 
 
 def create_app(model: str | Path | ServeConfig, *, loader: Loader | None = None,
-               on_load_error: Callable[[BaseException], None] | None = None, **options: Any) -> FastAPI:
+               on_load_error: Callable[[BaseException], None] | None = None, preload: bool = False,
+               **options: Any) -> FastAPI:
     """The ASGI app serving ``model`` (a ``.vtl`` path, or a ``ServeConfig``); ``options`` are ``ServeConfig``'s.
 
     The model loads in a background thread once the app starts (``/health`` answers 503 until then).
@@ -207,6 +208,8 @@ def create_app(model: str | Path | ServeConfig, *, loader: Loader | None = None,
         loader: builds the ``ServedModel`` from the config (default: ``load_learner`` through
             ``vision_tl.serve.model.load_model``).
         on_load_error: called with the exception when loading fails (``serve`` stops the server).
+        preload: load during start-up, before the first connection is accepted (``serve(workers=N)``
+            does, so that no process answers 503 while another is ready); default: in the background.
         **options: ``backend``, ``precision``, ``max_batch``, ``max_wait_ms``, ``max_upload_mb``,
             ``max_queue``, ``timeout_s``, ``api_key``, ``cors_origins``, ``decode_threads``, ``num_threads``.
     """
@@ -218,6 +221,8 @@ def create_app(model: str | Path | ServeConfig, *, loader: Loader | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         service.start_loading()
+        if preload:
+            await service.wait_loaded()
         try:
             yield
         finally:

@@ -53,7 +53,7 @@ def app_from_env() -> Any:
     _setup_logging()
     data = json.loads(os.environ[_ENV])
     data["model"], data["cors_origins"] = Path(data["model"]), tuple(data["cors_origins"])
-    return create_app(ServeConfig(**data))
+    return create_app(ServeConfig(**data), preload=True)  # no worker takes connections before its model
 
 
 def _start_line(config: ServeConfig, host: str, port: int, workers: int) -> None:
@@ -61,7 +61,8 @@ def _start_line(config: ServeConfig, host: str, port: int, workers: int) -> None
 
     manifest = read_manifest(config.model)  # a wrong file fails here, before the server starts
     url_host = f"[{host}]" if ":" in host else host
-    log_event("start", url=f"http://{url_host}:{port}/", model=str(config.model), backend=config.backend or "auto",
+    backend = config.backend or os.environ.get("VISION_TL_BACKEND") or "auto"
+    log_event("start", url=f"http://{url_host}:{port}/", model=str(config.model), backend=backend,
               classes=manifest.get("vocab"), workers=workers, auth=bool(config.api_key))
     if host in ("0.0.0.0", "::", ""):
         log_event("warning", message=f"listening on all interfaces ({host}): anyone who can reach this machine "

@@ -65,6 +65,13 @@ class Service:
         if self._load_task is None:
             self._load_task = asyncio.get_running_loop().create_task(self._load(), name="vision-tl-load")
 
+    async def wait_loaded(self) -> None:
+        """Wait for the load started by ``start_loading``; raise ``RuntimeError`` if it failed."""
+        if self._load_task is not None:
+            await asyncio.shield(self._load_task)
+        if self.load_error:
+            raise RuntimeError(f"cannot serve {str(self.config.model)!r}: {self.load_error}")
+
     async def _load(self) -> None:
         try:
             model = await asyncio.to_thread(self.loader, self.config)
