@@ -75,3 +75,48 @@ def test_read_body_stops_at_the_limit_without_reading_the_rest():
     with pytest.raises(UploadError) as e:
         asyncio.run(read_body({"content-length": "999999"}, stream(), limit=2500))
     assert e.value.status == 413 and len(pulled) == 3  # refused from the header: nothing read
+
+
+def test_the_batcher_gathers_concurrent_images_into_one_forward_pass_and_keeps_each_answer_with_its_image():
+    from vision_tl.serve.batching import Batcher
+
+    sizes: list[int] = []
+
+    def forward(images):
+        sizes.append(len(images))
+        return np.stack([np.full(3, img[0, 0, 0], dtype=np.float32) for img in images])
+
+    async def main():
+        batcher = Batcher(forward, max_batch=4, max_wait_ms=200, max_queue=16)
+        batcher.start()
+        try:
+            images = [np.full((8, 8, 3), i, dtype=np.uint8) for i in range(6)]
+            return await asyncio.gather(*(batcher.submit(img, timeout=30) for img in images))
+        finally:
+            await batcher.stop()
+
+    rows = asyncio.run(main())
+    assert [int(r[0]) for r in rows] == list(range(6))
+    assert sizes == [4, 2]  # max_batch caps the first pass, the rest goes together
+
+
+def test_the_batcher_refuses_past_its_queue_and_times_out_a_slow_prediction():
+    import time
+
+    from vision_tl.serve.batching import Batcher, Overloaded
+
+    async def main():
+        batcher = Batcher(lambda imgs: (time.sleep(0.5), np.zeros((len(imgs), 2), np.float32))[1],
+                          max_batch=1, max_wait_ms=0, max_queue=2)
+        batcher.start()
+        try:
+            with batcher.admit(2):
+                with pytest.raises(Overloaded, match="busy"), batcher.admit(1):
+                    pass
+            assert batcher.pending == 0  # places are given back
+            with pytest.raises(Overloaded, match="timeout of 0.05 s"):
+                await batcher.submit(np.zeros((4, 4, 3), np.uint8), timeout=0.05)
+        finally:
+            await batcher.stop()
+
+    asyncio.run(main())
