@@ -55,10 +55,7 @@ def _images(n: int, seed: int = 0) -> list[bytes]:
 
 
 def _export(arch: str, size: int, path: Path) -> Path:
-    from vision_tl.data.batch_tfms import imagenet_stats
-    from vision_tl.data.item_tfms import Resize
-    from vision_tl.inference.predict import Predictor
-    from vision_tl.models.build import ModelConfig, build_model
+    from vision_tl import ModelConfig, Predictor, Resize, build_model, imagenet_stats
 
     cfg = ModelConfig(arch=arch, n_out=10, input_size=(size, size))
     model = build_model(cfg, pretrained=False).eval()

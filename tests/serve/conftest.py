@@ -105,10 +105,7 @@ def served_model(tmp_path_factory) -> Path:
     """resnet10t (random init, seeded) at 32 px, 3 classes, exported to a .vtl file."""
     import torch
 
-    from vision_tl.data.batch_tfms import imagenet_stats
-    from vision_tl.data.item_tfms import Resize
-    from vision_tl.inference.predict import Predictor
-    from vision_tl.models.build import ModelConfig, build_model
+    from vision_tl import ModelConfig, Predictor, Resize, build_model, imagenet_stats
 
     torch.manual_seed(0)
     cfg = ModelConfig(arch="resnet10t", n_out=len(VOCAB), input_size=(32, 32))

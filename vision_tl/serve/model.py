@@ -97,7 +97,7 @@ def load_model(path: str | Path, backend: str | None = None, precision: str | No
     ``precision`` is passed on only when given (``"auto"`` means the loader's default), so this works
     with a ``load_learner`` that does not know the argument yet.
     """
-    from ..inference.export import load_learner
+    from .. import load_learner  # the public name: its module may move (issue 16)
 
     kwargs: dict[str, Any] = {"backend": backend, "num_threads": num_threads}
     if precision not in (None, "auto"):

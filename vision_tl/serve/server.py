@@ -57,7 +57,7 @@ def app_from_env() -> Any:
 
 
 def _start_line(config: ServeConfig, host: str, port: int, workers: int) -> None:
-    from ..inference.export import read_manifest
+    from .. import read_manifest  # the public name: its module may move (issue 16)
 
     manifest = read_manifest(config.model)  # a wrong file fails here, before the server starts
     url_host = f"[{host}]" if ":" in host else host
