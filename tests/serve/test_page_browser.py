@@ -59,6 +59,18 @@ def test_upload_through_the_page_shows_the_top_label_and_the_cam_toggle_draws(se
             page.set_input_files("#file", str(bad))
             page.wait_for_selector("#error:not([hidden])", timeout=30_000)
             assert page.text_content("#error") == "'notes.jpg': not an image file PIL can read"
+            # drag and drop an image onto the drop zone: classified again, the error cleared
+            import base64
+
+            dropped = base64.b64encode(image_bytes(22, size=(64, 64), fmt="PNG")).decode()
+            page.evaluate("""(b64) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+                document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true}));
+            }""", dropped)
+            page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+            assert page.is_hidden("#error") and page.text_content("#label") in ("circle", "square", "stripes")
         finally:
             browser.close()
     assert not outside, f"the page fetched from elsewhere: {outside}"
