@@ -71,6 +71,10 @@ def test_upload_through_the_page_shows_the_top_label_and_the_cam_toggle_draws(se
             }""", dropped)
             page.wait_for_selector("#result:not([hidden])", timeout=60_000)
             assert page.is_hidden("#error") and page.text_content("#label") in ("circle", "square", "stripes")
+            # the OpenAPI docs render from the server's own Swagger UI
+            page.goto(server.url + "/docs", wait_until="load")
+            page.wait_for_selector(".opblock", timeout=60_000)
+            assert page.locator(".opblock").count() >= 5
         finally:
             browser.close()
     assert not outside, f"the page fetched from elsewhere: {outside}"

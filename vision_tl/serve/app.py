@@ -116,6 +116,8 @@ def _mount_docs(app: FastAPI) -> None:
     from fastapi.openapi.docs import get_swagger_ui_html
 
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+    if "swagger-ui-4" in str(swagger_ui_bundle.swagger_ui_path):  # Swagger UI 4 renders OpenAPI 3.0 only
+        app.openapi_version = "3.0.3"  # (these routes use nothing of 3.1)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
