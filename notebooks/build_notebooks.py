@@ -213,6 +213,42 @@ torch_probs = predictor.predict_batch(images[:4], num_workers=0).numpy()
 print("ONNX:", predictor.decode(torch.from_numpy(onnx_probs)))
 print("max |ONNX - torch| =", float(np.abs(onnx_probs - torch_probs).max()))
 assert np.allclose(onnx_probs, torch_probs, atol=1e-4)"""),
+    ("md", """## Serve it over HTTP
+
+`vision-tl serve MODEL` puts the model behind a JSON API and a web page (see the README's "Serve it").
+Here it runs in a subprocess on a free loopback port; we wait for `/health`, send an image's bytes to
+`/predict` and compare with `predictor.predict`. From a terminal, open the printed URL in a browser for
+the page (upload an image, see the top classes and the Grad-CAM overlay)."""),
+    ("code", """import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+with socket.socket() as s:  # a free port on this machine
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+server = subprocess.Popen([sys.executable, "-m", "vision_tl.cli", "serve", str(model_file), "--port", str(port)])
+url = f"http://127.0.0.1:{port}"
+try:
+    for _ in range(1200):  # the model loads in the background: /health answers 503 until it is ready
+        try:
+            with urllib.request.urlopen(url + "/health") as r:
+                print(json.load(r))
+            break
+        except OSError:
+            time.sleep(0.2)
+    request = urllib.request.Request(url + "/predict?top_k=2", data=images[0].read_bytes(),
+                                     headers={"Content-Type": "image/jpeg"})
+    with urllib.request.urlopen(request) as r:
+        answer = json.load(r)
+    print("page:", url + "/", "| API docs:", url + "/docs")
+finally:
+    server.terminate()  # SIGTERM: finishes what is in flight, exits 0
+    print("server exit code:", server.wait(60))
+assert answer["label"] == predictor.predict(images[0].read_bytes())[0]
+answer["top_k"]"""),
 ]
 
 MULTI_LABEL = [

@@ -153,6 +153,10 @@ _EXPORTS: dict[str, str] = {
     "run_demo": ".demo",
     "grad_cam": ".inference.cam",
     "show_cam": ".inference.cam",
+    # serving over HTTP (``vision-tl serve``; needs the serve extra)
+    "serve": ".serve.server",
+    "create_app": ".serve.app",
+    "ServeConfig": ".serve.config",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
