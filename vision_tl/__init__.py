@@ -141,6 +141,12 @@ _EXPORTS: dict[str, str] = {
     "run_demo": ".demo",
     "grad_cam": ".inference.cam",
     "show_cam": ".inference.cam",
+    # the data doctor (issue 18: ``vision-tl doctor``, the notebook cleaner)
+    "doctor": ".doctor.run",
+    "DoctorReport": ".doctor.report",
+    "apply_decisions": ".doctor.apply",
+    "undo_decisions": ".doctor.apply",
+    "ImageClassifierCleaner": ".doctor.cleaner",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
