@@ -94,3 +94,9 @@ def make_digits_set(root: Path, n: int = 300, n_flip: int = 15, size: int = 32, 
 @pytest.fixture
 def digits_set(tmp_path) -> Planted:
     return make_digits_set(tmp_path / "digits")
+
+
+@pytest.fixture(scope="module")
+def digits_module(tmp_path_factory) -> Planted:
+    """One planted set for a whole test module (the doctor runs once on it)."""
+    return make_digits_set(tmp_path_factory.mktemp("doctor") / "digits")
