@@ -1,6 +1,8 @@
 """The data doctor: unreadable files, duplicates and leaks, suspect labels, class balance and odd
 images (:func:`doctor`), safe fixes with a journal (:func:`apply_decisions`, :func:`undo_decisions`),
-and the notebook cleaner (:class:`ImageClassifierCleaner`). Modules are imported on first use."""
+and the notebook cleaner (:class:`ImageClassifierCleaner`). Modules are imported on first use.
+
+``vision_tl.doctor(source, ...)`` is :func:`vision_tl.doctor.run.doctor` (see its docstring)."""
 
 from __future__ import annotations
 

@@ -80,15 +80,15 @@ class ImageClassifierCleaner:
             choice = self.choices.get(path)
             dd = widgets.Dropdown(options=opts, value=DELETE_OPT if choice == DELETE else choice or KEEP_OPT,
                                   layout=widgets.Layout(width="max-content"))
-            dd.observe(lambda change, p=path: self._choose(p, change["new"]), names="value")
+            dd.observe(lambda change, p=path: self._choose(p, change["new"], self.dd_cats.value), names="value")
             img = widgets.Image(value=_png(path, self.height), format="png",
                                 layout=widgets.Layout(height=f"{self.height}px"))
             boxes.append(widgets.VBox([img, widgets.Label(f"loss {loss:.3f}"), dd]))
             self.dropdowns.append(dd)
         self.grid.children = tuple(boxes)
 
-    def _choose(self, path: str, value: str) -> None:
-        if value == KEEP_OPT:
+    def _choose(self, path: str, value: str, label: str) -> None:
+        if value in (KEEP_OPT, label):  # its own class: nothing to change
             self.choices.pop(path, None)
         else:
             self.choices[path] = DELETE if value == DELETE_OPT else value

@@ -47,7 +47,7 @@ class DoctorReport:
             f"  near duplicates:   {kinds.count('near')} groups",
             f"  train/valid leaks: {len(self.leaks)} groups",
             f"  label conflicts:   {len(self.conflicts)} groups",
-            f"  suspect labels:    {len(d['label_issues'])}",
+            f"  suspect labels:    {len(d['label_issues']) if d.get('labels_checked', True) else 'not checked'}",
             f"  odd images:        {len(d['odd'])}",
         ]
         if classes:

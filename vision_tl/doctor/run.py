@@ -94,7 +94,7 @@ def diagnose(files: Sequence[str | Path], labels: Sequence[str], is_valid: Seque
     near = [sorted(j for i in g for j in copies[i]) for g in near_groups(len(scans), pairs)]
     times["duplicates"] = time.perf_counter() - t
 
-    issues, notes = [], []
+    issues, notes, checked = [], [], False
     if check_labels and multi_label:
         notes.append("suspect labels not checked: multi-label data")
     elif check_labels:
@@ -105,7 +105,7 @@ def diagnose(files: Sequence[str | Path], labels: Sequence[str], is_valid: Seque
         emb = embed([scans[i].thumb for i in ok], arch=arch, pretrained=pretrained, weights=weights,
                     weights_map=weights_map, device=device, progress=progress, seed=seed)
         found, note = suspect_labels(emb, [labels[i] for i in ok], seed=seed)
-        issues = [(ok[i], sug, score) for i, sug, score in found]
+        issues, checked = [(ok[i], sug, score) for i, sug, score in found], note is None or "one image" in note
         notes += [note] if note else []
         times["labels"] = time.perf_counter() - t
 
@@ -124,6 +124,7 @@ def diagnose(files: Sequence[str | Path], labels: Sequence[str], is_valid: Seque
         "odd": [{"path": paths[i], "reason": why} for i, why in odd_images(scans)],
         "split": {"train": sum(not v for v in is_valid), "valid": sum(bool(v) for v in is_valid)},
         "imbalance_ratio": round(max(counts.values()) / min(counts.values()), 3) if counts else None,
+        "labels_checked": checked,
         "root": str(root),
         "notes": notes,
         "seconds": {k: round(v, 3) for k, v in times.items()},
