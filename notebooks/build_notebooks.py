@@ -141,6 +141,20 @@ and returns the ones that fail; move them away before training."""),
     ("code", """files = get_image_files(path)
 bad = verify_images(files)
 print(f"{len(files)} images, {len(bad)} unreadable: {bad[:5]}")"""),
+    ("md", """## Ask the doctor
+
+`doctor` reads the whole set once and reports unreadable files, exact and near duplicates (and
+whether a copy sits in both train and valid: a leak), suspect labels (a pretrained model's embeddings,
+judged out of sample and ranked by `cleanlab`), class balance and odd images. It changes nothing; the
+HTML report shows every finding with its picture, the most urgent first. The same check runs from the
+shell: `vision-tl doctor my_images/ --html report.html --decisions decisions.csv`."""),
+    ("code", """from vision_tl import doctor
+
+kw = dict(arch="resnet10t", pretrained=False, size=32) if FAST else dict(arch="resnet34")
+report = doctor(path, valid_pct=0.2, seed=42, **kw)
+report.save_html("doctor_report.html")
+print(report.summary())
+report["label_issues"][:5]"""),
     ("md", """## DataLoaders
 
 The label is the parent folder's name; 20% of the images (seeded) go to validation. `aug_transforms()`
@@ -165,6 +179,18 @@ learn.fine_tune(1 if FAST else 3, base_lr=lr)"""),
 interp.plot_confusion_matrix();"""),
     ("code", """interp.plot_top_losses(6)
 interp.most_confused(min_val=1)"""),
+    ("md", """## Clean the data
+
+As in fastai's chapter 2: the cleaner shows each class and split highest loss first, with a Keep /
+Delete / class choice under each image. Your choices are kept while you switch class or split;
+`to_decisions` writes them all to a CSV that `vision-tl doctor my_images/ --apply decisions.csv` acts
+on (deleted files go to a quarantine folder, and `--undo JOURNAL` puts everything back)."""),
+    ("code", """from vision_tl import ImageClassifierCleaner
+
+cleaner = ImageClassifierCleaner(learn, max_n=8 if FAST else 50)
+cleaner"""),
+    ("code", """cleaner.delete(), cleaner.change()  # fastai's: the images on screen marked Delete or another class
+cleaner.to_decisions("decisions.csv")"""),
     ("code", """fname = learn.export("my_classifier.vtl")
 fname"""),
 ]

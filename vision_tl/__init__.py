@@ -157,6 +157,12 @@ _EXPORTS: dict[str, str] = {
     "serve": ".serve.server",
     "create_app": ".serve.app",
     "ServeConfig": ".serve.config",
+    # the data doctor (issue 18: ``vision-tl doctor``, the notebook cleaner)
+    "doctor": ".doctor.run",
+    "DoctorReport": ".doctor.report",
+    "apply_decisions": ".doctor.apply",
+    "undo_decisions": ".doctor.apply",
+    "ImageClassifierCleaner": ".doctor.cleaner",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

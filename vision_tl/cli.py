@@ -27,6 +27,8 @@ from .cli_data import (
     one_class_error,
     parse_label_from,
 )
+from .cli_doctor import add_parser as add_doctor_parser
+from .cli_doctor import cmd_doctor
 from .cli_output import report_evaluation, save_figure, write_csv
 from .cli_quantize import add_parser as add_quantize_parser
 from .cli_quantize import cmd_quantize
@@ -169,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="also print what the demo measured as JSON")
     add_quantize_parser(sub)
     add_serve_parser(sub)
+    add_doctor_parser(sub)
     for sp in sub.choices.values():  # `vision-tl predict ... --debug` works as well as before the command
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on failure")
         sp.set_defaults(subparser=sp)
@@ -414,7 +417,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "lr-find": cmd_lr_find,
             "export-onnx": cmd_export_onnx, "info": cmd_info, "demo": cmd_demo, "quantize": cmd_quantize,
-            "serve": cmd_serve}
+            "serve": cmd_serve, "doctor": cmd_doctor}
 
 
 def _one_line(e: BaseException) -> str:
