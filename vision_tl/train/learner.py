@@ -50,6 +50,7 @@ class Learner(Loop):
 
     ``preprocess`` (a ``Preprocess``) says how inputs are normalized and outputs activated; by
     default it is read from ``dls`` (a ``Normalize`` in its ``batch_tfms``, else no normalization).
+    ``progress``: live bars or plain lines (``False``: no bars; ``"silent"``: nothing), see ``progress.py``.
     """
 
     def __init__(
@@ -59,7 +60,7 @@ class Learner(Loop):
         model_dir: str | Path = "models", wd: float | None = None, train_bn: bool = True,
         moms: tuple[float, float, float] = (0.95, 0.85, 0.95), model_config: ModelConfig | None = None,
         device: torch.device | str | None = None, lr_mults: Sequence[float] | None = None, amp: bool | None = None,
-        preprocess: Preprocess | None = None,
+        preprocess: Preprocess | None = None, progress: bool | str | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
         if hasattr(dls, "to"):
@@ -85,7 +86,7 @@ class Learner(Loop):
         self.val_results: list[float] | None = None
         self._resume: dict | None = None
         self.cbs: list[Callback] = []
-        self.add_cbs([TerminateOnNaNCallback(), GatherPreds(), Recorder(), ProgressCallback()])
+        self.add_cbs([TerminateOnNaNCallback(), GatherPreds(), Recorder(), ProgressCallback(progress=progress)])
         if amp or (amp is None and self.device.type == "cuda"):
             self.add_cbs([ChannelsLast(), MixedPrecision(torch.bfloat16 if _bf16_ok(self.device) else torch.float16)])
         self.add_cbs(cbs or [])
