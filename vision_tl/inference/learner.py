@@ -75,8 +75,13 @@ class Learner(_train.Learner):
         return show_results(self, **kwargs)
 
     def export(self, fname: str | Path = "export.vtl") -> Path:
-        """Write the ``.vtl`` file (under torchrun: rank 0 writes, the other ranks wait and get None)."""
-        return rank0_only(export_learner)(self, fname)
+        """Write the ``.vtl`` file (under torchrun: rank 0 writes, the other ranks wait and get None).
+
+        Callbacks with an ``after_export`` method (the trackers) then see the file as ``learn.export_path``.
+        """
+        self.export_path = rank0_only(export_learner)(self, fname)
+        self("after_export")
+        return self.export_path
 
     def export_onnx(self, fname: str | Path, **kwargs: Any) -> Path:
         """Write a ``.onnx`` file with the preprocessing inside (see ``vision_tl.inference.onnx``)."""
