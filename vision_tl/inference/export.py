@@ -27,6 +27,7 @@ from ..files import sibling_temp
 from ..models.build import ModelConfig, build_model
 from ..models.preprocess import ACTIVATIONS, Preprocess
 from .backends import check_backend, with_backend
+from .card import card_entry
 from .predict import Predictor
 
 FORMAT_NAME = "vision_tl.learner"
@@ -168,7 +169,7 @@ def export_learner(learn: Any, fname: str | Path = "export.vtl") -> Path:
     path = Path(fname)
     if not path.is_absolute() and getattr(learn, "path", None) is not None:
         path = Path(learn.path) / path
-    return export_predictor(Predictor.from_learner(learn), path)
+    return write_vtl(path, (p := Predictor.from_learner(learn)).model.state_dict(), build_manifest(p) | card_entry(learn))
 
 
 def _sniff_foreign(path: Path, head: bytes) -> None:

@@ -44,6 +44,16 @@ def import_client(module: str, extra: str) -> Any:
             f"pip install 'vision_tl[{extra}]'") from None
 
 
+def describe_tfm(t: Any) -> str:
+    """A transform as text: its repr, or (for the default ``object`` repr, which holds an address) its class
+    and simple attributes, so that the same pipeline always gives the same text."""
+    text = repr(t)
+    if " object at 0x" not in text:
+        return text
+    attrs = {k: v for k, v in sorted(vars(t).items()) if not k.startswith("_") and isinstance(v, (int, float, str, bool))}
+    return f"{type(t).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in attrs.items()) + ")"
+
+
 def _size(learn: Any) -> Any:
     spec = getattr(learn, "preprocess", None)
     size = getattr(spec, "input_size", None)
@@ -66,8 +76,8 @@ def run_params(learn: Any) -> dict[str, Any]:
         "opt": getattr(learn.opt_func, "__name__", type(learn.opt_func).__name__),
         "loss": type(learn.loss_func).__name__,
         "batch_size": getattr(train, "bs", None), "image_size": _size(learn),
-        "item_tfms": [repr(t) for t in getattr(dls, "item_tfms", []) or []],
-        "batch_tfms": [repr(t) for t in getattr(dls, "batch_tfms", []) or []],
+        "item_tfms": [describe_tfm(t) for t in getattr(dls, "item_tfms", []) or []],
+        "batch_tfms": [describe_tfm(t) for t in getattr(dls, "batch_tfms", []) or []],
         "seed": getattr(train, "seed", None),
         "n_train": len(dls.train_ds) if hasattr(dls, "train_ds") else None,
         "n_valid": len(dls.valid_ds) if hasattr(dls, "valid_ds") else None,
