@@ -57,6 +57,10 @@ class EMACallback(Callback):
     def __repr__(self) -> str:
         return f"EMACallback(decay={self.decay}, warmup={self.warmup})"
 
+    @property
+    def name(self) -> str:
+        return "ema"  # learn.ema (the default rule would say e_m_a)
+
     # ----- the average ------------------------------------------------------------------------------
     @property
     def holds_average(self) -> bool:
