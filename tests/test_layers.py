@@ -29,7 +29,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("vision_tl.train",),
     ("vision_tl.inference",),
     ("vision_tl.demo",),
-    ("vision_tl.cli", "vision_tl.cli_multi", "vision_tl.cli_data", "vision_tl.cli_output"),
+    ("vision_tl.cli", "vision_tl.cli_multi", "vision_tl.cli_card", "vision_tl.cli_track", "vision_tl.cli_data",
+     "vision_tl.cli_output"),
     ("vision_tl.all",),
 ]
 
