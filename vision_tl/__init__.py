@@ -128,6 +128,14 @@ _EXPORTS: dict[str, str] = {
     "BCEWithLogitsLossFlat": ".train.losses",
     "LabelSmoothingCrossEntropy": ".train.losses",
     "MSELossFlat": ".train.losses",
+    # tracking runs, logs for files, EMA of weights, model cards (issue 20)
+    "TensorBoardCallback": ".train.trackers.tensorboard",
+    "MLflowCallback": ".train.trackers.mlflow",
+    "WandbCallback": ".train.trackers.wandb",
+    "JSONLogger": ".train.trackers.jsonlog",
+    "MissingTrackerError": ".train.trackers.base",
+    "EMACallback": ".train.ema",
+    "model_card": ".inference.card",
     # inference
     "load_learner": ".inference.load",
     "read_manifest": ".inference.vtl",

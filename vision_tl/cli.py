@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import cli_card
 from .cli_data import (
     SPLIT_FOLDERS,
     CLIError,
@@ -34,6 +35,7 @@ from .cli_quantize import add_parser as add_quantize_parser
 from .cli_quantize import cmd_quantize
 from .cli_serve import add_parser as add_serve_parser
 from .cli_serve import cmd_serve
+from .cli_track import add_train_args, finish, train_callbacks
 
 PROG = "vision-tl"
 
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3, help="base learning rate (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("model.vtl"), help="the exported model (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    add_train_args(p)
 
     p = sub.add_parser("predict", help="predict the class of images with a .vtl model",
                        description="Predict images (files, folders, glob patterns) with an exported model.")
@@ -172,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_quantize_parser(sub)
     add_serve_parser(sub)
     add_doctor_parser(sub)
+    cli_card.add_parser(sub)
     for sp in sub.choices.values():  # `vision-tl predict ... --debug` works as well as before the command
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on failure")
         sp.set_defaults(subparser=sp)
@@ -219,13 +223,18 @@ def _learner(args: argparse.Namespace) -> Any:
 # ---------------------------------------------------------------- subcommands
 def cmd_train(args: argparse.Namespace) -> int:
     _check_new(args.out, args.overwrite, "--out")
-    learn = _learner(args)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
+    cbs = train_callbacks(args)
+    learn = _learner(args).add_cbs(cbs)
+    learn.progress.progress, learn.progress.every = ("silent" if args.quiet else None), args.log_every
+    if os.environ.get("RANK", "0") == "0" and not args.quiet:  # under torchrun, rank 0 speaks
         print(_plan(args, learn), flush=True)
-    with learn.distrib_ctx():  # data-parallel when launched by torchrun, else a no-op
-        learn.fine_tune(args.epochs, base_lr=args.lr, freeze_epochs=args.freeze_epochs)
-        loss, acc, err = (float(v) for v in learn.validate()[:3])
-    path = learn.export(args.out.resolve())
+    try:
+        with learn.distrib_ctx():  # data-parallel when launched by torchrun, else a no-op
+            learn.fine_tune(args.epochs, base_lr=args.lr, freeze_epochs=args.freeze_epochs)
+            loss, acc, err = (float(v) for v in learn.validate()[:3])
+        path = learn.export(args.out.resolve())
+    finally:
+        finish(cbs)
     if path is None:  # a torchrun rank other than 0: rank 0 reports and writes
         return 0
     if learn.dls.multi_label:
@@ -396,8 +405,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from vision_tl import describe_manifest, read_manifest
 
+    from .inference.card import card_summary
+
     manifest = read_manifest(args.model)
     print(json.dumps(manifest, indent=2) if args.json else describe_manifest(manifest, args.model.stat().st_size))
+    if not args.json:
+        print(card_summary(manifest))
     return 0
 
 
@@ -417,7 +430,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "lr-find": cmd_lr_find,
             "export-onnx": cmd_export_onnx, "info": cmd_info, "demo": cmd_demo, "quantize": cmd_quantize,
-            "serve": cmd_serve, "doctor": cmd_doctor}
+            "serve": cmd_serve, "doctor": cmd_doctor, "card": cli_card.cmd_card}
 
 
 def _one_line(e: BaseException) -> str:

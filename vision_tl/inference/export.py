@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .card import card_entry
 from .vtl import (  # noqa: F401 - as above
     FORMAT_NAME,
     ExportFormatError,
@@ -65,8 +66,10 @@ def decode_fields(predictor: Predictor) -> dict[str, Any]:
 
 def learner_entries(learn: Any) -> dict[str, Any]:
     """Extra manifest entries that come from the learner rather than the model (see ``vtl.py``): each part of
-    vision_tl that stores something with an export adds one line here, e.g. ``**card_entry(learn)``."""
-    return {}
+    vision_tl that stores something with an export adds one line here."""
+    return {
+        **card_entry(learn),  # how the model was made (card.py)
+    }
 
 
 def export_predictor(predictor: Predictor, fname: str | Path, entries: Mapping[str, Any] | None = None,

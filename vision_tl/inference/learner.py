@@ -82,10 +82,14 @@ class Learner(_train.Learner):
         ``int8=True`` also stores an int8 graph for ``load_learner(..., precision="int8")``, calibrated on
         part of the validation images and checked on the others; when it loses more than ``max_drop``
         accuracy points ``Int8Refused`` is raised and nothing is written (``inference/int8.py``).
+        Callbacks with an ``after_export`` method (the trackers) then see the file as ``learn.export_path``.
         """
         if int8:
-            return rank0_only(export_int8)(self, self._predictor(), fname, max_drop)
-        return rank0_only(export_learner)(self, self._predictor(), fname)
+            self.export_path = rank0_only(export_int8)(self, self._predictor(), fname, max_drop)
+        else:
+            self.export_path = rank0_only(export_learner)(self, self._predictor(), fname)
+        self("after_export")
+        return self.export_path
 
     def export_onnx(self, fname: str | Path, **kwargs: Any) -> Path:
         """Write a ``.onnx`` file with the preprocessing inside (see ``vision_tl.inference.onnx``)."""

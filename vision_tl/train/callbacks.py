@@ -81,6 +81,12 @@ class Callback:
         """Take back what ``state_dict`` returned (called when a checkpoint is resumed)."""
 
 
+def is_trial_fit(learn: Learner) -> bool:
+    """True during a fit whose changes are undone afterwards (``lr_find``'s): one of its callbacks has
+    ``trial = True``. Callbacks that accumulate over fits (the history, EMA, trackers) skip such a fit."""
+    return any(getattr(c, "trial", False) for c in learn.cbs)
+
+
 class TerminateOnNaNCallback(Callback):
     """Stop training at the first non-finite training loss, saying at which epoch and batch."""
 

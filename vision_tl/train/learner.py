@@ -50,6 +50,7 @@ class Learner(Loop):
 
     ``preprocess`` (a ``Preprocess``) says how inputs are normalized and outputs activated; by
     default it is read from ``dls`` (a ``Normalize`` in its ``batch_tfms``, else no normalization).
+    ``progress``: live bars or plain lines (``False``: no bars; ``"silent"``: nothing), see ``progress.py``.
     """
 
     def __init__(
@@ -59,7 +60,7 @@ class Learner(Loop):
         model_dir: str | Path = "models", wd: float | None = None, train_bn: bool = True,
         moms: tuple[float, float, float] = (0.95, 0.85, 0.95), model_config: ModelConfig | None = None,
         device: torch.device | str | None = None, lr_mults: Sequence[float] | None = None, amp: bool | None = None,
-        preprocess: Preprocess | None = None,
+        preprocess: Preprocess | None = None, progress: bool | str | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
         if hasattr(dls, "to"):
@@ -83,9 +84,10 @@ class Learner(Loop):
         self.epoch, self.n_epoch, self.iter, self.start_epoch = 0, 1, 0, 0
         self.epochs_done = 0  # over every fit of this learner: the data's shuffle/augmentation stream
         self.val_results: list[float] | None = None
+        self.recipe: dict[str, Any] = {}  # the last training recipe called and its arguments (trackers, card)
         self._resume: dict | None = None
         self.cbs: list[Callback] = []
-        self.add_cbs([TerminateOnNaNCallback(), GatherPreds(), Recorder(), ProgressCallback()])
+        self.add_cbs([TerminateOnNaNCallback(), GatherPreds(), Recorder(), ProgressCallback(progress=progress)])
         if amp or (amp is None and self.device.type == "cuda"):
             self.add_cbs([ChannelsLast(), MixedPrecision(torch.bfloat16 if _bf16_ok(self.device) else torch.float16)])
         self.add_cbs(cbs or [])
@@ -168,6 +170,7 @@ class Learner(Loop):
             resume: str | Path | None = None) -> None:
         """Train ``n_epoch`` epochs at a constant ``lr`` (float, ``slice(hi)``, ``slice(lo, hi)``, list)."""
         lrs = self._lrs(self.lr if lr is None else lr)
+        self.recipe = {"name": "fit", "epochs": n_epoch, "lr": _plain(self.lr if lr is None else lr), "wd": wd}
         self._begin(resume)
         self._fit(n_epoch, lambda pct: (lrs, None), cbs, wd)
 
@@ -175,6 +178,8 @@ class Learner(Loop):
                       pct_start: float = 0.25, wd: float | None = None, moms: tuple[float, float, float] | None = None,
                       cbs: Any = None, resume: str | Path | None = None) -> None:
         """Train with the one-cycle policy, LR and momentum updated every batch."""
+        self.recipe = {"name": "fit_one_cycle", "epochs": n_epoch, "lr_max": _plain(self.lr if lr_max is None else lr_max),
+                       "div": div, "div_final": div_final, "pct_start": pct_start, "wd": wd}
         self._begin(resume)
         self._one_cycle(n_epoch, lr_max, div, div_final, pct_start, wd, moms, cbs, fit_index=0)
 
@@ -201,6 +206,8 @@ class Learner(Loop):
         On a model of one parameter group (a plain ``Learner(dls, model)``) ``freeze`` freezes nothing,
         as in fastai: both phases train the whole model.
         """
+        self.recipe = {"name": "fine_tune", "epochs": epochs, "freeze_epochs": freeze_epochs, "base_lr": base_lr,
+                       "lr_mult": lr_mult, "pct_start": pct_start, "div": div, "div_final": div_final, "wd": wd}
         self._begin(resume)
         self.freeze()
         self._one_cycle(freeze_epochs, slice(base_lr), 25.0, div_final, 0.99, wd, moms, cbs, fit_index=0)
@@ -312,6 +319,13 @@ class Learner(Loop):
     def __repr__(self) -> str:
         return (f"Learner(model={type(self.raw_model).__name__}, groups={self.n_groups}, device={self.device}, "
                 f"metrics={[metric_name(m) for m in self.metrics]}, cbs={[type(c).__name__ for c in self.cbs]})")
+
+
+def _plain(lr: Any) -> Any:
+    """An LR argument as JSON-able data (a slice becomes ``[start, stop]``)."""
+    if isinstance(lr, slice):
+        return [lr.start, lr.stop]
+    return [float(v) for v in lr] if isinstance(lr, (list, tuple)) else lr
 
 
 def _bf16_ok(device: torch.device) -> bool:

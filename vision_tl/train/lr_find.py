@@ -117,6 +117,7 @@ class _Finder(Callback):
     """Records (lr, smoothed loss) per training batch; stops at ``num_it`` or when the loss diverges."""
 
     order = -10  # see a diverging loss before TerminateOnNaN does
+    trial = True  # its fit is undone afterwards: callbacks that accumulate (EMA, history, trackers) skip it
 
     def __init__(self, num_it: int, stop_div: bool) -> None:
         self.num_it, self.stop_div = num_it, stop_div

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from ..metrics import metric_name
-from .callbacks import Callback
+from .callbacks import Callback, is_trial_fit
 from .schedule import debias, ema_step
 
 __all__ = ["Recorder"]
@@ -15,8 +15,12 @@ __all__ = ["Recorder"]
 class Recorder(Callback):
     """Records per-batch training losses, LRs and momentums, and one row of values per epoch.
 
-    ``learn.recorder.values`` is a list of ``[train_loss, valid_loss, *metrics]`` per epoch,
-    ``metric_names`` their column names; ``lrs`` holds per-batch lists (one LR per group).
+    ``learn.recorder.values`` is a list of ``[train_loss, valid_loss, *metrics, *extra]`` per epoch,
+    ``metric_names`` their column names; ``lrs`` holds per-batch lists (one LR per group). A callback
+    adds ``extra`` columns by defining ``recorded_columns() -> list[str]`` (asked at ``before_fit``) and
+    ``recorded_values() -> list[float]`` (asked after each epoch), as ``EMACallback`` does for the
+    live weights' results. ``fits`` keeps one entry per finished fit (recipe, phase, columns, rows):
+    the whole history of the model, which the model card records.
     """
 
     order = 50
@@ -31,10 +35,14 @@ class Recorder(Callback):
         self.metric_names: list[str] = []
         self.lr_find_lrs: list[float] = []
         self.lr_find_losses: list[float] = []
+        self.fits: list[dict] = []
 
     def before_fit(self) -> None:
         self.lrs, self.moms, self.losses, self.values, self.iters = [], [], [], [], []
-        self.metric_names = ["epoch", "train_loss", "valid_loss", *[metric_name(m) for m in self.learn.metrics], "time"]
+        self._extra = [c for c in self.learn.cbs if hasattr(c, "recorded_columns")]
+        extra = [n for c in self._extra for n in c.recorded_columns()]
+        self.metric_names = ["epoch", "train_loss", "valid_loss", *[metric_name(m) for m in self.learn.metrics],
+                             *extra, "time"]
         self._avg, self._count = 0.0, 0
 
     @property
@@ -47,11 +55,12 @@ class Recorder(Callback):
     def state_dict(self) -> dict:
         """The history a resumed run continues from (plain lists and floats)."""
         return {"values": self.values, "losses": self.losses, "lrs": self.lrs, "iters": self.iters,
-                "avg": self._avg, "count": self._count}
+                "avg": self._avg, "count": self._count, "fits": self.fits}
 
     def load_state_dict(self, d: dict) -> None:
         self.values, self.losses, self.lrs, self.iters = d["values"], d["losses"], d["lrs"], d["iters"]
         self._avg, self._count = d["avg"], d["count"]
+        self.fits = list(d.get("fits", []))
 
     def after_batch(self) -> None:
         if not self.learn.training or self.learn.loss is None:  # None: the batch was cancelled before its loss
@@ -64,9 +73,18 @@ class Recorder(Callback):
 
     def after_epoch(self) -> None:
         vals = list(self.learn.val_results or [float("nan")] * (1 + len(self.learn.metrics)))
-        self.values.append([self.smooth_loss, *vals])
+        extra = [float(v) for c in self._extra for v in c.recorded_values()]
+        self.values.append([self.smooth_loss, *vals, *extra])
         self.iters.append(len(self.losses))
         self.epoch_time = time.perf_counter() - self._start
+
+    def after_fit(self) -> None:
+        if not self.values or is_trial_fit(self.learn):
+            return
+        recipe = dict(getattr(self.learn, "recipe", None) or {})
+        self.fits.append({"recipe": recipe.get("name"), "phase": self.learn.fit_index,
+                          "frozen": self.learn.frozen_to > 0, "columns": self.metric_names[1:-1],
+                          "rows": [[float(v) for v in row] for row in self.values]})
 
     @property
     def log(self) -> list:
