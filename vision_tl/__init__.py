@@ -141,6 +141,16 @@ _EXPORTS: dict[str, str] = {
     "run_demo": ".demo",
     "grad_cam": ".inference.cam",
     "show_cam": ".inference.cam",
+    # issue 21: the fastai book's names that still failed (fastai_compat)
+    "to_cpu": ".basics",
+    "CategoryMap": ".basics",
+    "ResizeMethod": ".data.item_tfms",
+    "PadMode": ".data.item_tfms",
+    "TensorImage": ".data.tensor_types",
+    "TensorCategory": ".data.tensor_types",
+    "TensorMultiCategory": ".data.tensor_types",
+    "PointBlock": ".data.blocks",
+    "download_images": ".data.download_images",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

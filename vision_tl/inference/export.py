@@ -27,6 +27,7 @@ from ..files import sibling_temp
 from ..models.build import ModelConfig, build_model
 from ..models.preprocess import ACTIVATIONS, Preprocess
 from .backends import check_backend, with_backend
+from .fastai_names import export_name, load_name
 from .predict import Predictor
 
 FORMAT_NAME = "vision_tl.learner"
@@ -168,7 +169,7 @@ def export_learner(learn: Any, fname: str | Path = "export.vtl") -> Path:
     path = Path(fname)
     if not path.is_absolute() and getattr(learn, "path", None) is not None:
         path = Path(learn.path) / path
-    return export_predictor(Predictor.from_learner(learn), path)
+    return export_predictor(Predictor.from_learner(learn), export_name(path))
 
 
 def _sniff_foreign(path: Path, head: bytes) -> None:
@@ -348,7 +349,7 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
 
     backend = backend or os.environ.get("VISION_TL_BACKEND") or "auto"
     check_backend(backend, num_threads)
-    path = Path(fname)
+    path = load_name(Path(fname))
     m = read_manifest(path)
     try:
         sd = load_file(str(path))
