@@ -37,12 +37,10 @@ def cpu_flags() -> frozenset[str]:
 def fast_autocast_dtype(device: torch.device, wanted: torch.dtype) -> torch.dtype | None:
     """The autocast dtype that is fast on ``device`` for a request of ``wanted``, or None (float32 is fastest).
 
-    CUDA and MPS: ``wanted`` (bfloat16 falls back to float16 where CUDA lacks it). CPU: float16 with
-    AMX-FP16, bfloat16 with AMX-BF16 (x86) or the ``bf16`` feature (aarch64), else None.
+    CUDA and MPS: ``wanted``, as before. CPU: float16 with AMX-FP16, bfloat16 with AMX-BF16 (x86) or the
+    ``bf16`` feature (aarch64), else None.
     """
-    if device.type == "cuda":
-        return wanted if wanted == torch.float16 or torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
+    if device.type in ("cuda", "mps"):
         return wanted
     if device.type != "cpu":
         return None
