@@ -26,7 +26,9 @@ def test_star_import_gives_the_public_api_and_the_notebook_names(ns):
     for name in ("torch", "nn", "F", "np", "pd", "plt", "Path", "partial", "math", "os", "re", "random", "Image",
                  "tensor", "first", "L"):
         assert name in ns, name
-    assert ns["nn"] is torch.nn and ns["np"] is np and ns["Image"] is Image
+    assert ns["nn"] is torch.nn and ns["np"] is np
+    # PIL's module, every name PIL's own; only Image.open adds fastai's to_thumb (issue 21)
+    assert ns["Image"].Image is Image.Image and ns["Image"].fromarray is Image.fromarray
     assert ns["resnet34"] is __import__("torchvision").models.resnet34
 
 

@@ -171,6 +171,16 @@ _EXPORTS: dict[str, str] = {
     "apply_decisions": ".doctor.apply",
     "undo_decisions": ".doctor.apply",
     "ImageClassifierCleaner": ".doctor.cleaner",
+    # issue 21: the fastai book's names that still failed (fastai_compat)
+    "to_cpu": ".basics",
+    "CategoryMap": ".basics",
+    "ResizeMethod": ".data.item_tfms",
+    "PadMode": ".data.item_tfms",
+    "TensorImage": ".data.tensor_types",
+    "TensorCategory": ".data.tensor_types",
+    "TensorMultiCategory": ".data.tensor_types",
+    "PointBlock": ".data.blocks",
+    "download_images": ".data.download_images",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,4 +1,5 @@
-"""Small helpers fastai notebooks take for granted: ``L``, ``Path.ls``, ``first``, ``tensor``.
+"""Small helpers fastai notebooks take for granted: ``L``, ``Path.ls``, ``first``, ``tensor``, ``to_cpu``,
+``CategoryMap``.
 
 A shared leaf (imports no other vision_tl module). ``Path`` here is a ``pathlib.Path`` subclass
 with ``.ls()``; pathlib itself is left untouched.
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["L", "Path", "first", "tensor"]
+__all__ = ["CategoryMap", "L", "Path", "first", "tensor", "to_cpu"]
 
 
 class L(list):
@@ -44,8 +45,40 @@ class L(list):
         return f"(#{len(self)}) [{items}{', ' if more else ''}{more}]"
 
 
+class CategoryMap(L):
+    """A vocab as fastai shows it: an ``L`` of class names with ``o2i`` (name -> index).
+
+    Being a list, it compares equal to the plain list of names; a tensor or array of indices picks
+    several names (``vocab[torch.where(y == 1.)[0]]``).
+    """
+
+    @property
+    def o2i(self) -> dict[Any, int]:
+        return {v: i for i, v in enumerate(self)}
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, torch.Tensor) and i.ndim == 0:
+            i = int(i)
+        return super().__getitem__(i)
+
+
 class Path(type(pathlib.Path())):  # PosixPath or WindowsPath: pathlib's own concrete class
-    """``pathlib.Path`` plus fastai's ``ls``: ``path.ls()`` lists a folder as an ``L`` of ``Path``."""
+    """``pathlib.Path`` plus fastai's ``ls``: ``path.ls()`` lists a folder as an ``L`` of ``Path``.
+
+    ``Path.BASE_PATH = folder`` makes the paths under ``folder`` print relative to it (as fastai's
+    notebooks show them); the paths themselves are unchanged.
+    """
+
+    BASE_PATH: pathlib.Path | None = None
+
+    def __repr__(self) -> str:
+        base = type(self).BASE_PATH
+        if base is not None:
+            try:
+                return f"Path({str(self.relative_to(base))!r})"
+            except ValueError:
+                pass
+        return f"Path({str(self)!r})"
 
     def ls(self, n_max: int | None = None, file_type: str | None = None, file_exts: Iterable[str] | str | None = None) -> L:
         """The folder's entries (sorted), optionally at most ``n_max``, of a MIME ``file_type`` prefix
@@ -85,3 +118,15 @@ def tensor(x: Any, *rest: Any, **kwargs: Any) -> torch.Tensor:
     if isinstance(x, (list, tuple, int, float, bool)):
         return torch.tensor(x, **kwargs)
     return torch.as_tensor(np.array(x), **kwargs)  # an array, a PIL image, anything with __array__ (copied)
+
+
+def to_cpu(b: Any) -> Any:
+    """``b`` with every tensor in it (nested in tuples, lists, dicts) moved to the CPU, as fastai's ``to_cpu``."""
+    if isinstance(b, torch.Tensor):
+        return b.cpu()
+    if isinstance(b, dict):
+        return {k: to_cpu(v) for k, v in b.items()}
+    if isinstance(b, (list, tuple)):
+        out = [to_cpu(o) for o in b]
+        return type(b)(*out) if hasattr(b, "_fields") else type(b)(out) if isinstance(b, list) else tuple(out)
+    return b

@@ -40,7 +40,7 @@ def report_evaluation(args: Any, interp: Any, result: dict, summary: str, matrix
     import json
 
     if args.confusion_matrix is not None:
-        save_figure(interp.plot_confusion_matrix(), args.confusion_matrix)
+        save_figure(interp.plot_confusion_matrix(return_fig=True), args.confusion_matrix)
         result["confusion_matrix_png"] = str(args.confusion_matrix)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -121,8 +121,8 @@ def _plots(interp: Any, hist: Any, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     files = [_save(plt, _plot_losses(plt, hist), out / "loss_curve.png")]
-    files.append(_save(plt, interp.plot_confusion_matrix(), out / "confusion_matrix.png"))
-    files.append(_save(plt, interp.plot_top_losses(9), out / "top_losses.png"))
+    files.append(_save(plt, interp.plot_confusion_matrix(return_fig=True), out / "confusion_matrix.png"))
+    files.append(_save(plt, interp.plot_top_losses(9, return_fig=True), out / "top_losses.png"))
     return files
 
 

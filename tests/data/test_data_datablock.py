@@ -210,16 +210,17 @@ def test_datablock_rejects_what_it_cannot_build():
         DataBlock(get_y="label")
     with pytest.raises(TypeError, match="item_tfms must be item transforms"):
         DataBlock(item_tfms=224)
-    with pytest.raises(ValueError, match="needs get_y"):
-        DataBlock().datasets([__file__])
+    with pytest.raises(ValueError, match="needs get_y"):  # with blocks; without, items pass through (the book's way)
+        DataBlock(blocks=(ImageBlock, CategoryBlock)).datasets([__file__])
     with pytest.raises(GetterError, match="get_x .* gave Series.*ColReader"):
-        DataBlock(get_y=ColReader("y")).datasets(pd.DataFrame({"f": ["a", "b"], "y": [1, 2]}))
+        DataBlock(blocks=(ImageBlock, CategoryBlock), get_y=ColReader("y")).datasets(pd.DataFrame({"f": ["a", "b"], "y": [1, 2]}))
     with pytest.raises(ValueError, match="put 1 items in both sets"):
         DataBlock(get_y=str, splitter=lambda items: ([0, 1], [1])).datasets(["a", "b"])
 
 
 def test_missing_files_from_get_x_are_named(class_folder):
-    block = DataBlock(get_y=lambda f: f[0], get_x=lambda f: class_folder / f, splitter=RandomSplitter(seed=0))
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_y=lambda f: f[0], get_x=lambda f: class_folder / f,
+                      splitter=RandomSplitter(seed=0))
     with pytest.raises(FileNotFoundError, match="nothere.jpg"):
         block.datasets(["circle/circle_0.jpg", "square/nothere.jpg", "square/square_0.jpg"])
 

@@ -37,12 +37,12 @@ def test_a_loaded_model_exposes_dls_vocab_like_fastai(learn, tmp_path, class_fol
 
 def test_plot_keywords_match_fastai(learn):
     interp = ClassificationInterpretation.from_learner(learn)
-    fig = interp.plot_confusion_matrix(figsize=(3, 3), dpi=50, title="cm", norm_dec=1, normalize=True)
+    fig = interp.plot_confusion_matrix(figsize=(3, 3), dpi=50, title="cm", norm_dec=1, normalize=True, return_fig=True)
     assert fig.get_dpi() == 50 and tuple(fig.get_size_inches()) == (3, 3)
     assert fig.axes[0].get_title() == "cm"
-    fig = interp.plot_top_losses(4, nrows=1, figsize=(8, 2))
+    fig = interp.plot_top_losses(4, nrows=1, figsize=(8, 2), return_fig=True)
     assert len(fig.axes) == 4 and tuple(fig.get_size_inches()) == (8, 2)
     assert fig.axes[0].get_subplotspec().get_gridspec().get_geometry() == (1, 4)
-    fig = learn.show_results(max_n=4, nrows=2, figsize=(5, 5))
+    fig = learn.show_results(max_n=4, nrows=2, figsize=(5, 5), return_fig=True)
     assert fig.axes[0].get_subplotspec().get_gridspec().get_geometry() == (2, 2)
     assert tuple(fig.get_size_inches()) == (5, 5)

@@ -97,9 +97,9 @@ def test_interpretation_from_learner(learn, capsys):
     nll = -probs[torch.arange(len(targets)), targets].log()
     torch.testing.assert_close(losses, nll.sort(descending=True).values[:3], atol=1e-4, rtol=1e-4)
     assert torch.equal(nll[idxs], nll.sort(descending=True).values[:3])
-    titles = [ax.get_title() for ax in interp.plot_top_losses(3).axes if ax.get_title()]
+    titles = [ax.get_title() for ax in interp.plot_top_losses(3, return_fig=True).axes if ax.get_title()]
     assert [t.split("\n")[0] for t in titles] == [f"{vocab[preds[int(i)]]}/{vocab[int(targets[i])]}" for i in idxs]
-    cm_fig = interp.plot_confusion_matrix()
+    cm_fig = interp.plot_confusion_matrix(return_fig=True)
     assert [t.get_text() for t in cm_fig.axes[0].texts] == [str(v) for v in want.flatten()]
     interp.print_classification_report()
     acc_line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.split()[0] == "accuracy").split()
@@ -108,9 +108,9 @@ def test_interpretation_from_learner(learn, capsys):
 
 
 def test_show_results_titles_actual_and_predicted(learn):
-    fig = learn.show_results(max_n=4)
+    fig = learn.show_results(max_n=4, return_fig=True)
     assert len([ax for ax in fig.axes if ax.get_title()]) == 4
-    fig = learn.show_results(max_n=len(learn.dls.valid_ds))  # all 9, some of them wrong
+    fig = learn.show_results(max_n=len(learn.dls.valid_ds), return_fig=True)  # all 9, some of them wrong
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     probs, targets = learn.get_preds()  # each validation image: actual, then the model's answer
     vocab = learn.dls.vocab

@@ -162,9 +162,9 @@ def test_interpretation_gives_a_two_by_two_confusion_per_class_like_sklearn(trai
     assert [r["class"] for r in rows] == trained.dls.vocab and [r["support"] for r in rows] == targs.sum(0).tolist()
     text = interp.print_classification_report()
     assert "micro avg" in text and "samples avg" in text
-    fig = interp.plot_confusion_matrix()
+    fig = interp.plot_confusion_matrix(return_fig=True)
     assert [ax.get_title() for ax in fig.axes[:5]] == trained.dls.vocab
-    assert len(interp.plot_top_losses(4).axes) >= 4
+    assert len(interp.plot_top_losses(4, return_fig=True).axes) >= 4
     # per-item losses: the BCE of each item, averaged over its classes
     _, _, losses = trained.get_preds(with_loss=True)
     logits = torch.logit(probs.double().clamp(1e-7, 1 - 1e-7))
@@ -179,7 +179,7 @@ def test_show_batch_and_show_results_title_every_label(trained):
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == 4 and all(set(t.split(";")) <= set(vocab) for t in titles)
     assert any(";" in t for t in titles)  # some image has several labels
-    fig = trained.show_results(max_n=4)
+    fig = trained.show_results(max_n=4, return_fig=True)
     actual = [ax.get_title().split("\n")[0] for ax in fig.axes[:4]]
     assert actual == [";".join(vocab[k] for k in sorted(labs)) for labs in trained.dls.valid_ds.labels[:4]]
 

@@ -321,7 +321,7 @@ def _conv_dtypes(learn: Learner) -> list[torch.dtype]:
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path):
-    learn = make_learner(tmp_path).to_bf16()
+    learn = make_learner(tmp_path).to_bf16(force=True)
     dtypes, before = _conv_dtypes(learn), snapshot(learn.model)
     learn.fit(1)
     assert set(dtypes) == {torch.bfloat16} and len(dtypes) == len(learn.dls.train) + len(learn.dls.valid)
@@ -361,7 +361,7 @@ def test_raw_model_unwraps_wrappers(tmp_path):
 
 
 def test_fp16_uses_a_grad_scaler(tmp_path):
-    learn = make_learner(tmp_path).to_fp16()
+    learn = make_learner(tmp_path).to_fp16(force=True)
     dtypes = _conv_dtypes(learn)
     learn.fit(1)
     assert set(dtypes) == {torch.float16}

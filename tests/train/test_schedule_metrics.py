@@ -121,7 +121,7 @@ def test_smooth_is_the_debiased_moving_average():
 def _fp16_learner(tmp_path) -> Learner:
     body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU())
     model = nn.Sequential(body, create_head(8, 3, lin_ftrs=[8]))  # the head's dropout draws from torch's RNG
-    return Learner(TinyDLs(), model, path=tmp_path, device="cpu").to_fp16()
+    return Learner(TinyDLs(), model, path=tmp_path, device="cpu").to_fp16(force=True)
 
 
 def _seeded_fine_tune(tmp_path, with_lr_find: bool) -> tuple[dict, list]:

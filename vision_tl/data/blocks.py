@@ -18,7 +18,7 @@ import numpy as np
 from .datasets import ImageDataset
 from .sources import make_vocab, split_labels
 
-__all__ = ["ImageBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "RegressionDataset"]
+__all__ = ["ImageBlock", "CategoryBlock", "MultiCategoryBlock", "PointBlock", "RegressionBlock", "RegressionDataset"]
 
 
 def is_missing(value: Any) -> bool:
@@ -166,6 +166,17 @@ class RegressionBlock:
 
     def __repr__(self) -> str:
         return f"RegressionBlock(n_out={self.n_out})"
+
+
+class PointBlock:
+    """fastai's keypoint target (the BIWI head-pose chapter): out of scope here, said at once."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        raise NotImplementedError(
+            "PointBlock: keypoint regression (points in an image, fastai's BIWI head-pose example) is out of "
+            "scope for vision_tl, which classifies and regresses whole images (see the README's 'Coming from "
+            "fastai'); for a fixed number of numbers per image use RegressionBlock(n_out=...) with a get_y "
+            "returning them, which does not move points when images are flipped, cropped or rotated")
 
 
 class RegressionDataset(ImageDataset):

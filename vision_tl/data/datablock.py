@@ -16,7 +16,9 @@ from typing import Any
 
 import torch
 
+from ..basics import CategoryMap
 from .blocks import CategoryBlock, ImageBlock, MultiCategoryBlock, RegressionBlock, RegressionDataset
+from .book_datasets import ItemView, RawDatasets
 from .dataloaders import DataLoaders
 from .datasets import ImageDataset
 from .sources import LabelError
@@ -112,7 +114,9 @@ class DataBlock:
 
     Args:
         blocks: ``(ImageBlock, CategoryBlock)``, ``(ImageBlock, MultiCategoryBlock)`` or
-            ``(ImageBlock, RegressionBlock)`` (classes or instances).
+            ``(ImageBlock, RegressionBlock)`` (classes or instances). None (fastai's step-by-step start):
+            ``datasets`` passes the items through unchanged (see ``RawDatasets``); ``dataloaders``
+            reads them as ``(ImageBlock, CategoryBlock)``.
         get_items: ``source -> items`` (e.g. ``get_image_files``); None: the source is the items
             (a list, or a DataFrame whose rows the getters receive).
         get_x: ``item -> image file`` (None: the item itself); get_y: ``item -> label``. Either may be a
@@ -123,12 +127,13 @@ class DataBlock:
         getters: ``[get_x, get_y]``, an alternative to the two arguments.
     """
 
-    def __init__(self, blocks: Sequence[Any] = (ImageBlock, CategoryBlock), get_items: Callable | None = None,
+    def __init__(self, blocks: Sequence[Any] | None = None, get_items: Callable | None = None,
                  get_x: Any = None, get_y: Any = None, splitter: Callable | None = None, item_tfms: Any = None,
                  batch_tfms: Any = None, n_inp: int | None = None, getters: Sequence[Any] | None = None):
         self._args = dict(blocks=blocks, get_items=get_items, get_x=get_x, get_y=get_y, splitter=splitter,
                           item_tfms=item_tfms, batch_tfms=batch_tfms, n_inp=n_inp, getters=getters)
-        blocks = list(blocks) if isinstance(blocks, (list, tuple)) else [blocks]
+        self.has_blocks = blocks is not None
+        blocks = [ImageBlock, CategoryBlock] if blocks is None else list(blocks) if isinstance(blocks, (list, tuple)) else [blocks]
         if n_inp not in (None, 1) or len(blocks) != 2:
             raise ValueError(f"DataBlock supports one image input and one target: blocks=(ImageBlock, <target block>), "
                              f"got blocks={blocks!r}, n_inp={n_inp!r}")
@@ -223,8 +228,35 @@ class DataBlock:
             raise LabelError(describe(row), f"{name} returned {y!r}: {e}") from e
 
     # -- datasets and loaders -------------------------------------------------------------------
-    def datasets(self, source: Any, vocab: Sequence[str] | None = None, on_bad_image: str = "warn") -> Datasets:
-        """Items, split, labels and vocab: the train and valid datasets (images decoded lazily)."""
+    def datasets(self, source: Any, vocab: Sequence[str] | None = None, on_bad_image: str = "warn"
+                 ) -> Datasets | RawDatasets:
+        """Items, split, labels and vocab: the train and valid datasets (images decoded lazily).
+
+        Without ``blocks`` the items pass through ``get_x``/``get_y`` unchanged (a ``RawDatasets``).
+        """
+        if not self.has_blocks:
+            return self._raw_datasets(source)
+        return self._datasets(source, vocab, on_bad_image)
+
+    def _raw_datasets(self, source: Any) -> RawDatasets:
+        items = self.items_of(source)
+        rows = as_rows(items)
+        get_x, get_y = self.get_x, self.get_y
+
+        def guarded(f: Callable | None, step: str) -> Callable | None:
+            if f is None:
+                return None
+
+            def call(row: Any) -> Any:
+                try:
+                    return f(row)
+                except Exception as e:  # noqa: BLE001 - re-raised naming the step and the item
+                    raise GetterError(f"{step} {_fname(f)}", row, f"{type(e).__name__}: {e}") from e
+            return call
+
+        return RawDatasets(rows, self.split(items), guarded(get_x, "get_x"), guarded(get_y, "get_y"))
+
+    def _datasets(self, source: Any, vocab: Sequence[str] | None, on_bad_image: str) -> Datasets:
         if self.get_y is None:
             raise ValueError("DataBlock needs get_y: how to label an item (e.g. parent_label)")
         items = self.items_of(source)
@@ -258,7 +290,7 @@ class DataBlock:
                     path: str | Path = ".") -> DataLoaders:
         """The train and valid DataLoaders (the factories' keyword arguments; ``seed`` seeds shuffling
         and augmentation, the splitter has its own)."""
-        dsets = self.datasets(source, vocab=vocab, on_bad_image=on_bad_image)
+        dsets = self._datasets(source, vocab, on_bad_image)
         return dsets.dataloaders(bs=bs, val_bs=val_bs, device=device, num_workers=num_workers, seed=seed,
                                  shuffle=shuffle, drop_last=drop_last, path=path)
 
@@ -294,9 +326,10 @@ class Datasets:
         self.block, self.source, self.items, self.splits = block, source, items, splits
         tb = block.target_block
         train_idx, valid_idx = splits
-        self.vocab = tb.make_vocab([ys[i] for i in sorted(ys)], vocab)
-        if tb.kind != "regression" and len(self.vocab) < (1 if tb.kind == "multi" else 2):
-            raise ValueError(f"only one class {self.vocab!r} found in {describe_source(source)}: a classifier needs at least two")
+        self.vocab = CategoryMap(tb.make_vocab([ys[i] for i in sorted(ys)], vocab))
+        if tb.kind != "regression" and not self.vocab:
+            raise ValueError(f"no class found in {describe_source(source)}: a classifier needs at least two")
+        # one class is allowed here (the book shows presizing on a DataBlock of one image): a Learner refuses it
         if tb.kind != "regression":
             train_classes = {lab for i in train_idx for lab in (ys[i] if tb.kind == "multi" else [ys[i]])}
             missing = [v for v in self.vocab if v not in train_classes]
@@ -312,7 +345,8 @@ class Datasets:
                 return RegressionDataset(x, y, self.n_out, item_tfms, train, on_bad_image)
             return ImageDataset(x, y, self.vocab, item_tfms, train, on_bad_image, multi_label=tb.kind == "multi")
 
-        self.train, self.valid = ds(train_idx, True), ds(valid_idx, False)
+        self.train_ds, self.valid_ds = ds(train_idx, True), ds(valid_idx, False)
+        self.train, self.valid = ItemView(self.train_ds), ItemView(self.valid_ds)  # dsets.train[i]: (PILImage, target)
 
     @property
     def c(self) -> int:
@@ -328,8 +362,8 @@ class Datasets:
                     num_workers: int | None = None, seed: int | None = None, shuffle: bool = True,
                     drop_last: bool | None = None, path: str | Path = ".") -> DataLoaders:
         common = dict(batch_tfms=list(self.block.batch_tfms), device=device, num_workers=num_workers, seed=seed)
-        train_dl = TfmdDL(self.train, bs=bs, train=shuffle, drop_last=drop_last, **common)
-        valid_dl = TfmdDL(self.valid, bs=val_bs or bs, train=False, **common)
+        train_dl = TfmdDL(self.train_ds, bs=bs, train=shuffle, drop_last=drop_last, **common)
+        valid_dl = TfmdDL(self.valid_ds, bs=val_bs or bs, train=False, **common)
         spec = _TestSpec(self.block, is_dataframe(self.items))
         return DataLoaders(train_dl, valid_dl, path=path, label_func=spec.label_func, test_spec=spec)
 

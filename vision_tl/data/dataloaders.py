@@ -21,6 +21,17 @@ from .tfmd_dl import TfmdDL
 __all__ = ["DataLoaders"]
 
 
+# the training layer's default_loss_func, registered by vision_tl.train.losses when it is imported (the data
+# layer may not import it): dls.loss_func answers as fastai's does without a dependency pointing upwards
+_DEFAULT_LOSS: Callable[[Any], Any] | None = None
+
+
+def register_default_loss(f: Callable[[Any], Any]) -> None:
+    """Set the function ``dls -> loss`` that ``DataLoaders.loss_func`` calls."""
+    global _DEFAULT_LOSS
+    _DEFAULT_LOSS = f
+
+
 class DataLoaders:
     """A train and a valid :class:`TfmdDL` that share item transforms, batch transforms and vocab."""
 
@@ -49,6 +60,14 @@ class DataLoaders:
     @property
     def vocab(self) -> list[str]:
         return self.train_ds.vocab
+
+    @property
+    def loss_func(self) -> Any:
+        """The loss a ``Learner`` picks for these targets by default (fastai's ``dls.loss_func``)."""
+        if _DEFAULT_LOSS is None:
+            raise AttributeError("dls.loss_func comes from vision_tl.train.losses: import vision_tl.all, or build "
+                                 "a Learner, first")
+        return _DEFAULT_LOSS(self)
 
     @property
     def multi_label(self) -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..basics import CategoryMap
 from .images import ImageError, load_rgb
 from .item_tfms import ItemTransform, apply_item_tfms, draft_size_for
 
@@ -54,7 +55,7 @@ class ImageDataset(Dataset):
             self.labels = [tuple(int(k) for k in y) for y in labels]
         else:
             self.labels = [int(y) for y in labels]
-        self.vocab, self.train = list(vocab), train
+        self.vocab, self.train = CategoryMap(vocab), train
         # a list is kept as is: train, valid and test datasets share one list of item transforms
         self.item_tfms = item_tfms if isinstance(item_tfms, list) else list(item_tfms or [])
         self.on_bad_image = on_bad_image

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..basics import Path as LsPath
 from ..files import sibling_temp
 
 HOME_ENV = "VISION_TL_HOME"
@@ -70,6 +71,10 @@ class URLs:
     FOOD = f"{S3_IMAGE}food-101.tgz"
     MNIST = f"{S3_IMAGE}mnist_png.tgz"
     LSUN_BEDROOMS = f"{S3_IMAGE}bedroom.tgz"
+    # image localization (the multi-label chapter's PASCAL; BIWI is keypoints, out of scope but named)
+    PASCAL_2007 = f"{S3_IMAGELOC}pascal_2007.tgz"
+    PASCAL_2012 = f"{S3_IMAGELOC}pascal_2012.tgz"
+    BIWI_HEAD_POSE = f"{S3_IMAGELOC}biwi_head_pose.tgz"
 
 
 @dataclass(frozen=True)
@@ -384,8 +389,9 @@ def untar_data(
     archive: str | Path | None = None,
     sha256: str | None = None,
     show_progress: bool = True,
-) -> Path:
-    """Download (once) and extract the archive at ``url``; return the extracted folder.
+) -> LsPath:
+    """Download (once) and extract the archive at ``url``; return the extracted folder (a ``Path`` with
+    fastai's ``.ls()``).
 
     The folder is ``<data>/<archive name without extension>`` with ``data`` defaulting to
     ``$VISION_TL_HOME/data``; archives are kept in ``archive`` (default ``$VISION_TL_HOME/archive``).
@@ -401,14 +407,14 @@ def untar_data(
     dest, arch = data_dir / _stem(fname), arch_dir / fname
     sidecar = arch.with_name(arch.name + ".sha256")
     if dest.exists() and not force_download:
-        return dest  # the offline path: no lock, no network
+        return LsPath(dest)  # the offline path: no lock, no network
     with _locked(arch.with_name(arch.name + ".lock")):
         if force_download:
             shutil.rmtree(dest, ignore_errors=True)
             for p in (arch, sidecar):
                 p.unlink(missing_ok=True)
         if dest.exists():  # another process finished while we waited for the lock
-            return dest
+            return LsPath(dest)
         known = KNOWN_CHECKSUMS.get(url, Checksum())
         expected = Checksum(known.size, sha256 or known.sha256, known.head_md5)
         if arch.exists():
@@ -417,4 +423,4 @@ def untar_data(
         else:
             download_url(url, arch, expected.sha256, expected.size, show_progress, head_md5=expected.head_md5)
             sidecar.write_text(file_sha256(arch) + "\n")
-        return extract_archive(arch, dest)
+        return LsPath(extract_archive(arch, dest))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .blocks import CategoryBlock, ImageBlock, MultiCategoryBlock
-from .datablock import DataBlock
+from .datablock import DataBlock, describe_source
 from .dataloaders import DataLoaders
 from .sources import (
     ColReader,
@@ -154,6 +154,9 @@ class ImageDataLoaders(DataLoaders):
                  batch_tfms: Any = None, label_func: Any = ..., **kwargs: Any) -> ImageDataLoaders:
         block = block.new(item_tfms=item_tfms, batch_tfms=batch_tfms)
         dls = block.dataloaders(source, seed=seed, path=path, **kwargs)
+        if dls.target_kind == "category" and len(dls.vocab) < 2:  # a factory's data is for training: say it now
+            raise ValueError(f"only one class {list(dls.vocab)!r} found in {describe_source(source)}: "
+                             "a classifier needs at least two")
         out = cls(dls.train, dls.valid, path=dls.path, label_func=dls.label_func, test_spec=dls.test_spec)
         if label_func is None:  # labels given as a list: there is no function for test_dl(with_labels=True)
             out.label_func = out.test_spec = None

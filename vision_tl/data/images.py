@@ -28,6 +28,9 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..basics import L
+from ..basics import Path as LsPath
+
 ImageSource = str | Path | bytes | Image.Image
 
 _MATTE = (255, 255, 255)  # transparency is shown on white
@@ -211,12 +214,13 @@ def _check_one(path: Path) -> bool:
         return False
 
 
-def verify_images(files: Iterable[str | Path], n_threads: int = 4) -> list[Path]:
-    """Return the files that :func:`open_image` cannot fully decode, in the order given.
+def verify_images(files: Iterable[str | Path], n_threads: int = 4) -> L:
+    """Return the files that :func:`open_image` cannot fully decode, in the order given (an ``L``:
+    ``verify_images(fns).map(Path.unlink)`` deletes them, as in fastai).
 
     Decoding releases the GIL, so a few threads check a large folder faster.
     """
-    paths = [Path(f) for f in files]
+    paths = [LsPath(f) for f in files]
     with ThreadPoolExecutor(max_workers=max(1, n_threads)) as pool:
         ok = list(pool.map(_check_one, paths))
-    return [p for p, good in zip(paths, ok) if not good]
+    return L(p for p, good in zip(paths, ok) if not good)

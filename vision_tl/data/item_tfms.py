@@ -27,6 +27,18 @@ _BORDERS = {"reflection": cv2.BORDER_REFLECT_101, "zeros": cv2.BORDER_CONSTANT, 
 _METHODS = ("crop", "pad", "squish")
 
 
+class ResizeMethod:
+    """fastai's names for ``Resize``'s ``method``: ``Resize(128, ResizeMethod.Squish)``."""
+
+    Crop, Pad, Squish = "crop", "pad", "squish"
+
+
+class PadMode:
+    """fastai's names for ``pad_mode``: ``Resize(128, ResizeMethod.Pad, pad_mode=PadMode.Zeros)``."""
+
+    Zeros, Border, Reflection = "zeros", "border", "reflection"
+
+
 def _as_size(size: int | Sequence[int], name: str = "size") -> tuple[int, int]:
     """An int ``s`` means ``(s, s)``; sizes are ``(h, w)`` with positive ints."""
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):

@@ -7,6 +7,8 @@ that name the file) and converted to ``RGB`` (``PILImage``) or ``L`` (``PILImage
 
 from __future__ import annotations
 
+import functools
+import types
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from PIL import Image
 
 from .images import open_image
 
-__all__ = ["PILImage", "PILImageBW", "to_thumb"]
+__all__ = ["ImageModule", "PILImage", "PILImageBW", "to_thumb"]
 
 
 def to_thumb(img: Image.Image, h: int, w: int | None = None) -> Image.Image:
@@ -72,3 +74,43 @@ class PILImageBW(PILImage):
     """A single-channel (``L``) PIL image: ``PILImageBW.create(path)``."""
 
     _mode = "L"
+
+
+class _Thumb:
+    """``to_thumb`` for an image ``Image.open`` returned (mixed into a subclass of its own class)."""
+
+    def to_thumb(self, h: int, w: int | None = None) -> Image.Image:
+        """A copy shrunk to fit in ``h x w``, keeping the aspect ratio."""
+        return to_thumb(self, h, w)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _with_thumb(cls: type) -> type:
+    return type(cls.__name__, (cls, _Thumb), {"__module__": __name__})
+
+
+class ImageModule(types.ModuleType):
+    """PIL's ``Image`` module as ``from vision_tl.all import *`` binds ``Image``: every name is PIL's,
+    and ``Image.open`` returns PIL's own (lazy) image with fastai's ``to_thumb`` added.
+
+    Pillow's classes are not patched: the opened image gets a subclass of its own class
+    (``JpegImageFile`` stays a ``JpegImageFile``: ``verify``, ``format``, EXIF all as before).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("PIL.Image", Image.__doc__)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(Image, name)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(dir(Image)) | {"open"})
+
+    def open(self, fp: Any, mode: str = "r", formats: Any = None) -> Image.Image:
+        """``PIL.Image.open``, with ``to_thumb`` on the result."""
+        img = Image.open(fp, mode, formats)
+        img.__class__ = _with_thumb(type(img))
+        return img
+
+    def __repr__(self) -> str:
+        return "<module 'PIL.Image' (Image.open adds fastai's to_thumb)>"

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..basics import L
+from ..basics import Path as LsPath
 from .splitters import (  # noqa: F401 - the splitters moved to splitters.py; still importable from here
     GrandparentSplitter,
     IndexSplitter,
@@ -37,8 +39,9 @@ class LabelError(ValueError):
 
 def get_image_files(
     path: str | Path, recurse: bool = True, folders: Sequence[str] | None = None
-) -> list[Path]:
-    """All image files under ``path`` (by extension, case-insensitive), sorted, hidden files skipped.
+) -> L:
+    """All image files under ``path`` (by extension, case-insensitive), sorted, hidden files skipped:
+    an ``L`` of ``Path`` (fastai's list with ``.map``; the paths have ``.ls()``).
 
     Args:
         path: a folder.
@@ -65,14 +68,14 @@ def get_image_files(
             if not _is_image_name(e.name):
                 continue
             if _is_regular(e):
-                found.append(Path(e.path))
+                found.append(LsPath(e.path))
             else:
                 skipped.append(e.path)
     if skipped:
         shown = ", ".join(repr(s) for s in sorted(skipped)[:10]) + (" ..." if len(skipped) > 10 else "")
         warnings.warn(f"get_image_files: skipped {len(skipped)} entries with image names that are not regular "
                       f"files (named pipes, devices, broken links): {shown}", stacklevel=2)
-    return sorted(found, key=lambda p: p.as_posix())
+    return L(sorted(found, key=lambda p: p.as_posix()))
 
 
 def _is_regular(entry: os.DirEntry) -> bool:

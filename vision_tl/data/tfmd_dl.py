@@ -341,6 +341,18 @@ class TfmdDL:
         fig = draw_batch(self, max_n=max_n, nrows=nrows, ncols=ncols, figsize=figsize, unique=unique, **kwargs)
         return fig if return_fig else None
 
+    def decode(self, b: Any) -> tuple:
+        """fastai's ``dl.decode((x, y))``: images un-normalized to [0, 1], targets typed (``decode.py``)."""
+        from .decode import decode
+
+        return decode(self, b)
+
+    def decode_batch(self, b: Any, max_n: int = 9) -> list[tuple]:
+        """fastai's ``dl.decode_batch((x, y))``: ``(image, class name)`` per item (``decode.py``)."""
+        from .decode import decode_batch
+
+        return decode_batch(self, b, max_n)
+
     def to(self, device: torch.device | str) -> TfmdDL:
         self.device = _check_device(device)
         return self

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .card import card_entry
+from .fastai_names import export_name
 from .vtl import (  # noqa: F401 - as above
     FORMAT_NAME,
     ExportFormatError,
@@ -91,6 +92,6 @@ def export_learner(learn: Any, predictor: Predictor, fname: str | Path = "export
     path = Path(fname)
     if not path.is_absolute() and getattr(learn, "path", None) is not None:
         path = Path(learn.path) / path
-    return export_predictor(predictor, path, {**learner_entries(learn), **(entries or {})}, payloads)
+    return export_predictor(predictor, export_name(path), {**learner_entries(learn), **(entries or {})}, payloads)
 
 

@@ -125,8 +125,9 @@ class ClassificationInterpretation:
 
     def plot_confusion_matrix(self, normalize: bool = False, cmap: str = "Blues", figsize: tuple | None = None,
                               dpi: float | None = None, title: str = "Confusion matrix", norm_dec: int = 2,
-                              plot_txt: bool = True) -> Any:
-        """A matplotlib ``Figure`` of the confusion matrix (rows actual, columns predicted); fastai's keywords."""
+                              plot_txt: bool = True, return_fig: bool = False) -> Any:
+        """Draw the confusion matrix (rows actual, columns predicted); fastai's keywords. Returns None, as
+        fastai does (a notebook shows the plot once), or the ``Figure`` with ``return_fig=True``."""
         import matplotlib.pyplot as plt
 
         cm = self.confusion_matrix().astype(float)
@@ -146,26 +147,29 @@ class ClassificationInterpretation:
                     ax.text(j, i, f"{cm[i, j]:.{norm_dec}f}" if normalize else f"{int(cm[i, j])}", ha="center", va="center",
                             color="white" if cm[i, j] > thresh else "black", fontsize=8)
         fig.tight_layout()
-        return fig
+        return fig if return_fig else None
 
     def _image(self, i: int) -> np.ndarray:
         return item_image(self.dataset, self.items, i)
 
     def plot_top_losses(self, k: int = 9, largest: bool = True, ncols: int | None = None, nrows: int | None = None,
-                        figsize: tuple[float, float] | None = None) -> Any:
-        """The ``k`` worst-predicted images titled ``predicted / actual / loss / probability of actual``."""
+                        figsize: tuple[float, float] | None = None, return_fig: bool = False) -> Any:
+        """The ``k`` worst-predicted images titled ``predicted / actual / loss / probability of actual``
+        (None, or the ``Figure`` with ``return_fig=True``)."""
         losses, idxs = self.top_losses(k, largest)
-        return _grid(
+        fig = _grid(
             [self._image(int(i)) for i in idxs],
             [f"{self.vocab[int(self.preds[i])]}/{self.vocab[int(self.targets[i])]}\n"
              f"{float(loss):.2f} / {float(self.probs[i, self.targets[i]]):.2f}" for loss, i in zip(losses, idxs)],
             ncols, suptitle="predicted/actual  loss/probability", nrows=nrows, figsize=figsize,
         )
+        return fig if return_fig else None
 
 
 def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, ncols: int | None = None,
-                 nrows: int | None = None, figsize: tuple[float, float] | None = None) -> Any:
-    """``learn.show_results``: validation images titled ``actual / predicted`` (green right, red wrong)."""
+                 nrows: int | None = None, figsize: tuple[float, float] | None = None, return_fig: bool = False) -> Any:
+    """``learn.show_results``: validation images titled ``actual / predicted`` (green right, red wrong).
+    Returns None (a notebook shows the grid once), or the ``Figure`` with ``return_fig=True``."""
     ds = (dl if dl is not None else _ordered_dl(learn, ds_idx)).dataset
     n = min(max_n, len(ds))
     if n == 0:
@@ -183,12 +187,14 @@ def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, nc
         predicted_sets = [";".join(labs) or "-" for labs in pred.decode(probs)]
         titles = [f"{a}\n{p}" for a, p in zip(actual_sets, predicted_sets)]
         colors = ["green" if a == p else "red" for a, p in zip(actual_sets, predicted_sets)]
-        return _grid(images, titles, ncols, colors=colors, suptitle="actual / predicted")
+        fig = _grid(images, titles, ncols, colors=colors, suptitle="actual / predicted")
+        return fig if return_fig else None
     actual = [int(ds.labels[i]) if getattr(ds, "labels", None) is not None else -1 for i in range(n)]
     predicted = probs.argmax(1).tolist()
     titles = [f"{vocab[a] if a >= 0 else '?'}\n{vocab[p]}" for a, p in zip(actual, predicted)]
     colors = ["green" if a == p else "red" for a, p in zip(actual, predicted)]
-    return _grid(images, titles, ncols, colors=colors, suptitle="actual / predicted", nrows=nrows, figsize=figsize)
+    fig = _grid(images, titles, ncols, colors=colors, suptitle="actual / predicted", nrows=nrows, figsize=figsize)
+    return fig if return_fig else None
 
 
 def _label_set(ds: Any, vocab: Sequence[str], i: int) -> str:

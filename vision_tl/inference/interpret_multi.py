@@ -107,8 +107,9 @@ class MultiLabelInterpretation:
         return [self.vocab[i] for i in row.bool().nonzero().flatten().tolist()]
 
     def plot_confusion_matrix(self, normalize: bool = False, cmap: str = "Blues", figsize: tuple | None = None,
-                              ncols: int | None = None) -> Any:
-        """A matplotlib ``Figure``: one 2x2 matrix per class (rows actual no/yes, columns predicted no/yes)."""
+                              ncols: int | None = None, return_fig: bool = False) -> Any:
+        """One 2x2 matrix per class (rows actual no/yes, columns predicted no/yes); None, or the ``Figure``
+        with ``return_fig=True``."""
         import matplotlib.pyplot as plt
 
         cm = self.confusion_matrix().astype(float)
@@ -133,14 +134,17 @@ class MultiLabelInterpretation:
         fig.supxlabel("Predicted")
         fig.supylabel("Actual")
         fig.tight_layout()
-        return fig
+        return fig if return_fig else None
 
-    def plot_top_losses(self, k: int = 9, largest: bool = True, ncols: int | None = None) -> Any:
-        """The ``k`` worst-predicted images titled ``predicted / actual / loss``."""
+    def plot_top_losses(self, k: int = 9, largest: bool = True, ncols: int | None = None, nrows: int | None = None,
+                        figsize: tuple[float, float] | None = None, return_fig: bool = False) -> Any:
+        """The ``k`` worst-predicted images titled ``predicted / actual / loss`` (None, or the ``Figure``)."""
         losses, idxs = self.top_losses(k, largest)
         titles = [f"{';'.join(self.labels_of(self.preds[i])) or '-'}/{';'.join(self.labels_of(self.targets[i])) or '-'}"
                   f"\n{float(loss):.2f}" for loss, i in zip(losses, idxs)]
-        return _grid([self._image(int(i)) for i in idxs], titles, ncols, suptitle="predicted/actual  loss")
+        fig = _grid([self._image(int(i)) for i in idxs], titles, ncols, suptitle="predicted/actual  loss", nrows=nrows,
+                    figsize=figsize)
+        return fig if return_fig else None
 
     def _image(self, i: int) -> np.ndarray:
         return item_image(self.dataset, self.items, i)

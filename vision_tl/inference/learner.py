@@ -73,7 +73,7 @@ class Learner(_train.Learner):
         return tta(self, **kwargs)
 
     def show_results(self, **kwargs: Any) -> Any:
-        """Validation images titled ``actual / predicted`` (a matplotlib ``Figure``)."""
+        """Validation images titled ``actual / predicted`` (None, or the ``Figure`` with ``return_fig=True``)."""
         return show_results(self, **kwargs)
 
     def export(self, fname: str | Path = "export.vtl", int8: bool = False, max_drop: float = DEFAULT_MAX_DROP) -> Path:

@@ -17,6 +17,7 @@ import torch
 from ..models.build import ModelConfig, build_model
 from ..models.preprocess import Preprocess
 from .backends import check_backend, make_runner
+from .fastai_names import load_name
 from .predict import Predictor
 from .vtl import ExportFormatError, VtlFile, _versions, read_vtl
 
@@ -47,7 +48,7 @@ def load_learner(fname: str | Path, device: str | torch.device | None = None, cp
     check_backend(backend, num_threads, precision)
     if cpu and device is not None and torch.device(device).type != "cpu":
         raise ValueError(f"load_learner: cpu=True contradicts device={device!r}")
-    vtl = read_vtl(fname)
+    vtl = read_vtl(load_name(Path(fname)))  # fastai's export.pkl finds its .vtl twin
     if device is None:
         device = "cpu" if cpu or precision == "int8" or not torch.cuda.is_available() else "cuda"
     pred = predictor_from_vtl(vtl, device)

@@ -34,11 +34,12 @@ from ..models.split import check_groups, default_splitter
 from . import checkpoint, param_groups, schedule
 from .callbacks import Callback, ChannelsLast, MixedPrecision, TerminateOnNaNCallback
 from .gather import GatherPreds
-from .loop import Loop, TrainingOOMError
+from .loop import Loop, TrainingOOMError, one_or_many
 from .losses import default_loss_func
 from .lr_find import lr_find as run_lr_find
 from .lr_find import valley
 from .param_groups import adamw
+from .precision import resolve_amp_dtype
 from .progress import ProgressCallback
 from .recorder import Recorder
 
@@ -62,13 +63,14 @@ class Learner(Loop):
         device: torch.device | str | None = None, lr_mults: Sequence[float] | None = None, amp: bool | None = None,
         preprocess: Preprocess | None = None, progress: bool | str | None = None,
     ) -> None:
+        _check_classes(dls)
         self.device = torch.device(device) if device is not None else default_device()
         if hasattr(dls, "to"):
             dls.to(self.device)
         self.dls, self.model = dls, model.to(self.device)
         self.loss_func = loss_func if loss_func is not None else default_loss_func(dls)
         self.opt_func, self.lr, self.wd, self.train_bn, self.moms = opt_func, lr, 0.01 if wd is None else wd, train_bn, moms
-        self.metrics = [] if metrics is None else list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+        self.metrics = metrics
         self.path = Path(path if path is not None else getattr(dls, "path", None) or ".")
         self.model_dir, self.model_config = Path(model_dir), model_config
         self.preprocess = preprocess if preprocess is not None else Preprocess.from_dls(dls)
@@ -90,7 +92,20 @@ class Learner(Loop):
         self.add_cbs([TerminateOnNaNCallback(), GatherPreds(), Recorder(), ProgressCallback(progress=progress)])
         if amp or (amp is None and self.device.type == "cuda"):
             self.add_cbs([ChannelsLast(), MixedPrecision(torch.bfloat16 if _bf16_ok(self.device) else torch.float16)])
-        self.add_cbs(cbs or [])
+        self.add_cbs(cbs)
+
+    @property
+    def metrics(self) -> list[Callable]:
+        """The metrics computed on the validation set; assign one metric or a list (``learn.metrics = accuracy``)."""
+        return self._metric_fns
+
+    @metrics.setter
+    def metrics(self, metrics: Sequence[Callable] | Callable | None) -> None:
+        ms = one_or_many(metrics)
+        bad = [m for m in ms if not callable(m)]
+        if bad:
+            raise TypeError(f"metrics must be functions (or a list of them), got {bad[0]!r}")
+        self._metric_fns = ms
 
     @property
     def preprocess(self) -> Preprocess:
@@ -280,13 +295,22 @@ class Learner(Loop):
             self.loss_func.reduction = old
 
     # ----- precision ---------------------------------------------------------------------------
-    def to_fp16(self) -> Learner:
-        """Mixed precision with float16 autocast and a gradient scaler."""
-        return self.to_fp32().add_cb(MixedPrecision(torch.float16))
+    def to_fp16(self, force: bool = False) -> Learner:
+        """Mixed precision with float16 autocast and a gradient scaler, where the device runs it fast.
 
-    def to_bf16(self) -> Learner:
-        """Mixed precision with bfloat16 autocast (no scaler needed)."""
-        return self.to_fp32().add_cb(MixedPrecision(torch.bfloat16))
+        A CPU without fast half precision warns once and trains in float32 (with AMX-BF16 only, in
+        bfloat16); ``force=True`` autocasts to float16 anyway (see ``vision_tl.train.precision``).
+        """
+        dtype = resolve_amp_dtype(self.device, torch.float16, force)
+        self.to_fp32()
+        return self if dtype is None else self.add_cb(MixedPrecision(dtype))
+
+    def to_bf16(self, force: bool = False) -> Learner:
+        """Mixed precision with bfloat16 autocast (no scaler needed), where the device runs it fast
+        (``force=True``: anyway)."""
+        dtype = resolve_amp_dtype(self.device, torch.bfloat16, force)
+        self.to_fp32()
+        return self if dtype is None else self.add_cb(MixedPrecision(dtype))
 
     def to_fp32(self) -> Learner:
         self.scaler = None
@@ -330,3 +354,10 @@ def _plain(lr: Any) -> Any:
 
 def _bf16_ok(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def _check_classes(dls: Any) -> None:
+    """Refuse single-label data of one class (it may be shown, as the book's presizing demo does, not trained)."""
+    if getattr(dls, "target_kind", None) == "category" and len(getattr(dls, "vocab", None) or [None, None]) < 2:
+        raise ValueError(f"only one class {list(dls.vocab)!r} in these DataLoaders: a classifier needs at least two "
+                         "(showing their batches is fine; training on them is not)")

@@ -42,6 +42,16 @@ _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 Schedule = Callable[[float], tuple[list[float], "float | None"]]  # pct of training -> (LR per group, momentum)
 
 
+
+def one_or_many(x: Any) -> list:
+    """``None`` -> ``[]``; a list or tuple -> a list; anything else (one callback, one metric, a
+    ``partial``) -> a one-element list: fastai takes ``cbs=MixUp()`` and ``metrics=accuracy`` alike."""
+    if x is None:
+        return []
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    return [x]
+
 class TrainingOOMError(RuntimeError):
     """The device ran out of memory during training; the message suggests a smaller batch size."""
 
@@ -63,8 +73,9 @@ class Loop:
             setattr(self, cb.name, cb)
         return self
 
-    def add_cbs(self, cbs: Iterable[Callback]) -> Any:
-        for cb in cbs:
+    def add_cbs(self, cbs: Iterable[Callback] | Callback | type | None) -> Any:
+        """Add callbacks: a list of them, or one callback (instance or class) as fastai accepts."""
+        for cb in one_or_many(cbs):
             self.add_cb(cb)
         return self
 
@@ -80,7 +91,7 @@ class Loop:
     @contextmanager
     def added_cbs(self, cbs: Iterable[Callback] | Callback | None) -> Iterator[None]:
         """Callbacks for the duration of one call (``fit(..., cbs=...)``)."""
-        cbs = [cbs] if isinstance(cbs, Callback) else list(cbs or [])
+        cbs = [cb() if isinstance(cb, type) else cb for cb in one_or_many(cbs)]
         self.add_cbs(cbs)
         try:
             yield

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.dataloaders import register_default_loss
+
 __all__ = ["BCEWithLogitsLossFlat", "CrossEntropyLossFlat", "LabelSmoothingCrossEntropy", "MSELossFlat",
            "default_loss_func"]
 
@@ -140,3 +142,6 @@ def default_loss_func(dls: Any) -> nn.Module:
     if getattr(dls, "target_kind", None) == "regression":
         return MSELossFlat()
     return CrossEntropyLossFlat()
+
+
+register_default_loss(default_loss_func)  # dls.loss_func (vision_tl.data.dataloaders) answers with it
