@@ -141,6 +141,9 @@ _EXPORTS: dict[str, str] = {
     "run_demo": ".demo",
     "grad_cam": ".inference.cam",
     "show_cam": ".inference.cam",
+    # issue 22 (a newcomer's first hour): a cheap look at image files, the batch size from the data
+    "find_bad_images": ".data.check",
+    "auto_bs": ".data.batch_size",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -28,6 +28,7 @@ from ..models.build import ModelConfig, build_model
 from ..models.preprocess import ACTIVATIONS, Preprocess
 from .backends import check_backend, with_backend
 from .predict import Predictor
+from .train_items import train_items_entry
 
 FORMAT_NAME = "vision_tl.learner"
 FORMAT_VERSION = 2  # bump when the manifest changes incompatibly (2: multi-label models)
@@ -168,7 +169,8 @@ def export_learner(learn: Any, fname: str | Path = "export.vtl") -> Path:
     path = Path(fname)
     if not path.is_absolute() and getattr(learn, "path", None) is not None:
         path = Path(learn.path) / path
-    return export_predictor(Predictor.from_learner(learn), path)
+    predictor = Predictor.from_learner(learn)
+    return write_vtl(path, predictor.model.state_dict(), build_manifest(predictor) | train_items_entry(learn))
 
 
 def _sniff_foreign(path: Path, head: bytes) -> None:

@@ -74,9 +74,13 @@ class Learner(_train.Learner):
         """Validation images titled ``actual / predicted`` (a matplotlib ``Figure``)."""
         return show_results(self, **kwargs)
 
-    def export(self, fname: str | Path = "export.vtl") -> Path:
-        """Write the ``.vtl`` file (under torchrun: rank 0 writes, the other ranks wait and get None)."""
-        return rank0_only(export_learner)(self, fname)
+    def export(self, fname: str | Path = "export.vtl", verbose: bool = True) -> Path:
+        """Write the ``.vtl`` file (a relative ``fname`` goes under ``learn.path``, the data folder, as in
+        fastai) and print where, unless ``verbose=False``. Under torchrun rank 0 writes; the others get None."""
+        path = rank0_only(export_learner)(self, fname)
+        if verbose and path is not None:
+            print(f"exported to {Path(path).resolve()}")
+        return path
 
     def export_onnx(self, fname: str | Path, **kwargs: Any) -> Path:
         """Write a ``.onnx`` file with the preprocessing inside (see ``vision_tl.inference.onnx``)."""
