@@ -307,7 +307,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.csv is not None:
         _write_predictions_csv(args.csv, rows, args.top_k, args.skip_bad)
         print(f"wrote {len(rows)} predictions to {args.csv}", file=sys.stderr)
-    report_skipped(errors, "image(s)")
+    report_skipped(errors, "their rows hold the error instead of a prediction")
     return 0
 
 
@@ -351,7 +351,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"labels {unknown[:5]!r} in {str(args.data)!r} are not classes of the model {pred.vocab!r}")
     files, errors = good_images(all_files, args.skip_bad)
     labels = [lab for f, lab in zip(all_files, labels) if str(f) not in errors]
-    report_skipped(errors, "image(s)")
+    report_skipped(errors, "left out of the metrics")
     warn_trained_on(args.model, files)
     targets = torch.tensor([pred.vocab.index(lab) for lab in labels])
     probs = pred.predict_batch(files, bs=args.bs, num_workers=args.num_workers, progress=sys.stderr.isatty())

@@ -40,10 +40,10 @@ def with_error_rows(rows: list[dict], all_files: Sequence[Path], errors: dict[st
     return out
 
 
-def report_skipped(errors: dict[str, str], what: str) -> None:
-    """One line on stderr: how many files ``--skip-bad`` left out."""
+def report_skipped(errors: dict[str, str], what_happened: str) -> None:
+    """One line on stderr: how many files ``--skip-bad`` passed over, and what became of them."""
     if errors:
-        print(f"--skip-bad: {len(errors)} {what} could not be read and were left out "
+        print(f"--skip-bad: {len(errors)} image(s) could not be read, {what_happened} "
               f"(first: {next(iter(errors))}: {next(iter(errors.values()))})", file=sys.stderr)
 
 

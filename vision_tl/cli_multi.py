@@ -45,7 +45,7 @@ def predict_multi(args: argparse.Namespace, pred: Any, all_files: list[Path], pr
                   ([r["file"], " ".join(r["labels"] or []), *(r["probs"].get(c, "") for c in pred.vocab),
                     *([r["error"]] if extra else [])] for r in rows))
         print(f"wrote {len(rows)} predictions to {args.csv}", file=sys.stderr)
-    report_skipped(errors, "image(s)")
+    report_skipped(errors, "their rows hold the error instead of a prediction")
     return 0
 
 
@@ -59,7 +59,7 @@ def evaluate_multi(args: argparse.Namespace, pred: Any) -> int:
         raise CLIError(f"labels {unknown[:5]!r} in {str(args.data)!r} are not classes of the model {pred.vocab!r}")
     files, errors = good_images(all_files, args.skip_bad)
     label_sets = [labs for f, labs in zip(all_files, label_sets) if str(f) not in errors]
-    report_skipped(errors, "image(s)")
+    report_skipped(errors, "left out of the metrics")
     warn_trained_on(args.model, files)
     targets = torch.zeros(len(files), pred.c)
     for i, labs in enumerate(label_sets):

@@ -13,12 +13,12 @@ __all__ = ["MAX_AUTO_BS", "MIN_STEPS", "auto_bs", "few_steps_message"]
 MAX_AUTO_BS = 64  # fastai's default, kept for every set large enough
 MIN_STEPS = 4  # fewer optimizer steps than this per epoch: warn
 _TARGET_STEPS = 8
-_MIN_AUTO_BS = 2  # BatchNorm needs two images in a batch
+_MIN_AUTO_BS = 4  # BatchNorm statistics of 2 images are noise
 
 
 def auto_bs(n_train: int) -> int:
     """The batch size for ``n_train`` training items: the largest power of two <= 64 that gives at least
-    8 steps per epoch (2 for the tiniest sets)."""
+    8 steps per epoch (4 for the smallest sets)."""
     bs = MAX_AUTO_BS
     while bs > _MIN_AUTO_BS and n_train // bs < _TARGET_STEPS:
         bs //= 2

@@ -115,9 +115,9 @@ def suggest_lrs(lrs: Sequence[float], losses: Sequence[float], suggest_funcs: An
 
 def diverged(smoothed: float, best: float, start: float) -> bool:
     """True once the finder's smoothed loss has clearly diverged: more than 4x its best (fastai's rule), or,
-    after falling to under 3/4 of where it started, back above the start (a model that has collapsed to
-    chance often plateaus there, under 4x its best, and fastai's rule then runs every iteration)."""
-    return smoothed > 4 * best or (best < 0.75 * start and smoothed > start)
+    after falling to under 3/4 of where it started, back up by 80% of that fall (a model that collapses to
+    chance plateaus there, under 4x its best, and fastai's rule alone then runs every iteration)."""
+    return smoothed > 4 * best or (best < 0.75 * start and smoothed - best > 0.8 * (start - best))
 
 
 class _Finder(Callback):
