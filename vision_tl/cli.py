@@ -30,7 +30,7 @@ from .cli_data import (
     one_class_error,
     parse_label_from,
 )
-from .cli_messages import cli_warnings, one_line, quiet_broken_pipe
+from .cli_messages import cli_warnings, one_line, quiet_broken_pipe, say
 from .cli_output import report_evaluation, save_figure, write_csv
 
 PROG = "vision-tl"
@@ -474,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the CLI's contract: one line, exit code 1
         if args.debug:
             raise
-        print(f"{PROG} {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        say(f"{PROG} {args.command}: error: {_one_line(e)}")  # on a line of its own, not after a progress bar
         return 1
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-__all__ = ["cli_warnings", "one_line", "quiet_broken_pipe", "warning_line"]
+__all__ = ["cli_warnings", "one_line", "quiet_broken_pipe", "say", "warning_line"]
 
 # a Python function's name ahead of its message ("from_folder: ...", "from_csv: ..."): internal on the CLI
 _FUNC_PREFIX = re.compile(r"^(?:from_\w+|[a-z]+_[a-z_]+\(\)): ")
@@ -26,20 +26,24 @@ def warning_line(message: Any) -> str:
     return "warning: " + " ".join(str(message).split())
 
 
+def say(text: str, out: TextIO | None = None) -> None:
+    """Print one line on stderr (or ``out``) on a line of its own, above a progress bar in progress."""
+    out = out if out is not None else sys.stderr
+    try:
+        if "tqdm" in sys.modules and out is sys.stderr:  # tqdm clears its bars, prints, redraws them
+            from tqdm import tqdm
+
+            tqdm.write(text, file=out)
+        else:
+            print(text, file=out, flush=True)
+    except (OSError, ValueError):  # stderr closed: a message is not worth a crash
+        pass
+
+
 def _show(message: Any, category: Any, filename: str, lineno: int, file: TextIO | None = None,
           line: str | None = None) -> None:
     """``warnings.showwarning`` for the command: no file, line number or code, and above a progress bar."""
-    text = warning_line(message)
-    out = file if file is not None else sys.stderr
-    if "tqdm" in sys.modules and out is sys.stderr:  # printed above a bar in progress, not through it
-        from tqdm import tqdm
-
-        tqdm.write(text, file=out)
-        return
-    try:
-        print(text, file=out, flush=True)
-    except (OSError, ValueError):  # stderr closed: a warning is not worth a crash
-        pass
+    say(warning_line(message), file)
 
 
 @contextmanager

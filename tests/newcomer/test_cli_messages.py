@@ -67,3 +67,16 @@ def test_a_failed_download_in_a_script_is_a_short_traceback(tmp_path):
     assert r.returncode == 1 and "DownloadError" in r.stderr.splitlines()[-1]
     assert "giving up" in r.stderr and "During handling" not in r.stderr and "direct cause" not in r.stderr
     assert len(r.stderr.splitlines()) < 20
+
+
+def test_an_error_during_a_progress_bar_gets_a_line_of_its_own(capsys):
+    from tqdm import tqdm
+
+    from vision_tl.cli_messages import say
+
+    bar = tqdm(total=10, desc="valid", file=sys.stderr, mininterval=0)
+    bar.update(3)
+    say("vision-tl train: error: cannot use image cut.jpg")
+    bar.close()
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert "vision-tl train: error: cannot use image cut.jpg" in lines
