@@ -29,7 +29,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("vision_tl.train",),
     ("vision_tl.inference",),
     ("vision_tl.demo",),
-    ("vision_tl.cli", "vision_tl.cli_multi", "vision_tl.cli_data", "vision_tl.cli_output"),
+    ("vision_tl.cli", "vision_tl.cli_multi", "vision_tl.cli_data", "vision_tl.cli_output", "vision_tl.cli_bad",
+     "vision_tl.cli_messages"),
     ("vision_tl.all",),
 ]
 
