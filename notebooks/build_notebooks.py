@@ -237,7 +237,6 @@ prediction is the *set* of labels whose probability is above a threshold."""),
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 
 from vision_tl import (
     BCEWithLogitsLossFlat,
@@ -311,7 +310,8 @@ near = [t for t, a in zip(xs, accs) if a >= max(accs) - 0.01]  # the flat top of
 best = near[len(near) // 2]  # its middle, not its edge
 plt.plot(xs, accs)
 plt.axvline(best, color="red", ls="--")
-plt.xlabel("threshold"); plt.ylabel("accuracy_multi");
+plt.xlabel("threshold")
+plt.ylabel("accuracy_multi")
 print(f"threshold {best} (accuracy_multi {accs[xs.index(best)]:.3f}; {near[0]} to {near[-1]} are within 1% of the best)")"""),
     ("md", """## Export and predict
 
