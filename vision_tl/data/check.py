@@ -5,7 +5,7 @@ bad one used to stop a run after a whole training epoch. :func:`find_bad_images`
 first, in threads, without decoding it in full: the header (format, size, pixel-count limit), then the
 compressed data to its end at the smallest size the format allows (a JPEG at 1/8 scale, a PNG's
 chunks and checksums without inflating them). That catches missing, empty, non-image, cut and
-corrupt files for a small fraction of a decode; :func:`verify_images` decodes everything.
+corrupt files without decoding any image at full size; :func:`verify_images` decodes everything.
 """
 
 from __future__ import annotations
