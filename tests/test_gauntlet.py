@@ -268,8 +268,10 @@ def test_cli_train_names_a_bad_validation_image_read_by_a_worker(train_valid_fol
     out = tmp_path / "m.vtl"
     rc = main(["train", str(root), "--arch", "resnet10t", "--size", "32", "--bs", "8", "--epochs", "1",
                "--freeze-epochs", "0", "--no-pretrained", "--num-workers", "2", "--device", "cpu", "--out", str(out)])
-    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars: the one-line error
-    assert rc == 1 and f"vision-tl train: error: cannot use image {bad}: " in last, last
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # the one-line error
+    # found before the first batch (issue 22): the validation files are checked up front, named with the reason
+    assert rc == 1 and last.startswith("vision-tl train: error: 1 validation image(s) cannot be read"), last
+    assert f"{bad}: " in last
     assert not out.exists()
 
 

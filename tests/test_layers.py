@@ -30,7 +30,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("vision_tl.inference",),
     ("vision_tl.demo", "vision_tl.serve", "vision_tl.doctor"),
     ("vision_tl.cli", "vision_tl.cli_multi", "vision_tl.cli_data", "vision_tl.cli_output", "vision_tl.cli_quantize",
-     "vision_tl.cli_serve", "vision_tl.cli_doctor", "vision_tl.cli_card", "vision_tl.cli_track"),
+     "vision_tl.cli_serve", "vision_tl.cli_doctor", "vision_tl.cli_card", "vision_tl.cli_track", "vision_tl.cli_bad",
+     "vision_tl.cli_messages"),
     ("vision_tl.all",),
 ]
 

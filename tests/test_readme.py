@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent / "readme"
 SKIPS = [
     (r"-m pytest", "runs this test suite, of which this test is part"),
     (r"torchrun .*--nnodes=[2-9]", "needs several machines"),
+    (r"jupyter lab", "starts a server that waits for a browser (tests/test_notebooks.py runs the notebooks)"),
     (r"torchrun .*--nproc_per_node=[2-9]",
      "starts one training process per GPU (torchrun on the CPU is tested in tests/train/test_distributed.py)"),
 ]

@@ -181,6 +181,9 @@ _EXPORTS: dict[str, str] = {
     "TensorMultiCategory": ".data.tensor_types",
     "PointBlock": ".data.blocks",
     "download_images": ".data.download_images",
+    # issue 22 (a newcomer's first hour): a cheap look at image files, the batch size from the data
+    "find_bad_images": ".data.check",
+    "auto_bs": ".data.batch_size",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from . import cli_card
+from .cli_bad import good_images, report_skipped, warn_trained_on, with_error_rows
 from .cli_data import (
     SPLIT_FOLDERS,
     CLIError,
+    check_data_folder,
+    check_split_images,
     dataloaders_from_args,
     expand_images,
     labelled_files,
@@ -30,6 +33,7 @@ from .cli_data import (
 )
 from .cli_doctor import add_parser as add_doctor_parser
 from .cli_doctor import cmd_doctor
+from .cli_messages import cli_warnings, one_line, quiet_broken_pipe, say
 from .cli_output import report_evaluation, save_figure, write_csv
 from .cli_quantize import add_parser as add_quantize_parser
 from .cli_quantize import cmd_quantize
@@ -57,7 +61,8 @@ def _train_data_args(p: argparse.ArgumentParser) -> None:
     _label_args(p)
     p.add_argument("--arch", default="resnet34", help="timm model name (default: %(default)s)")
     p.add_argument("--size", type=int, default=224, help="image size in pixels (default: %(default)s)")
-    p.add_argument("--bs", type=int, default=64, help="batch size (default: %(default)s)")
+    p.add_argument("--bs", type=int, default=None,
+                   help="batch size (default: from the data: up to 64, about 8 or more steps per epoch)")
     p.add_argument("--valid-pct", type=float, default=0.2,
                    help="fraction held out for validation when DATA has no train/ and valid/ folders (default: %(default)s)")
     p.add_argument("--train", metavar="NAME", help="the training subfolder of DATA (default: found among "
@@ -75,6 +80,15 @@ def _train_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--multi-label", action="store_true",
                    help="each image has a set of labels (--label-from csv, cells split on --label-delim): "
                    "sigmoid outputs, a 0.5 threshold, BCE loss")
+    p.add_argument("--valid-col", metavar="COLUMN",
+                   help="with --label-from csv: a true/false column choosing the validation rows (default: "
+                   "the column is_valid when the CSV has one, else a random --valid-pct split)")
+    _skip_bad_arg(p, "validation images that cannot be read (checked before the first batch; by default "
+                  "they stop the run at once, all listed)")
+
+
+def _skip_bad_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--skip-bad", action="store_true", help=f"leave out {what}")
 
 
 def _backend_arg(p: argparse.ArgumentParser) -> None:
@@ -126,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     _backend_arg(p)
     p.add_argument("--overwrite", action="store_true", help="replace --csv if it exists")
+    _skip_bad_arg(p, "images that cannot be read and predict the others (the bad ones get an error column; "
+                  "by default they stop the run at once, all listed)")
 
     p = sub.add_parser("evaluate", help="accuracy, error rate and confusion matrix on labelled images",
                        description="Evaluate an exported model on a labelled folder of images.")
@@ -139,12 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     _backend_arg(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace the PNG if it exists")
+    _skip_bad_arg(p, "images that cannot be read (by default they stop the run at once, all listed)")
 
     p = sub.add_parser("lr-find", help="find a good learning rate (prints the suggestion, writes the plot)",
                        description="Run the learning-rate finder on DATA; print the suggestion and plot loss vs lr.")
     _train_data_args(p)
     p.add_argument("--plot", type=Path, default=Path("lr_find.png"), help="the plot (default: %(default)s)")
-    p.add_argument("--num-it", type=int, default=100, help="mini-batches to try (default: %(default)s)")
+    p.add_argument("--num-it", type=int, default=100,
+                   help="mini-batches to try at most; the run stops early once the loss diverges (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace --plot if it exists")
 
     p = sub.add_parser("export-onnx", help="convert a .vtl model to ONNX (normalization inside the graph)",
@@ -197,6 +215,7 @@ def _positive(value: Any, flag: str) -> None:
 def _learner(args: argparse.Namespace) -> Any:
     from vision_tl import (
         F1ScoreMulti,
+        PretrainedWeightsError,
         accuracy,
         accuracy_multi,
         error_rate,
@@ -215,13 +234,22 @@ def _learner(args: argparse.Namespace) -> Any:
         except ValueError as e:
             raise CLIError(str(e)) from None
     dls = dataloaders_from_args(args)
+    check_split_images(dls, args.skip_bad)
     metrics = [accuracy_multi, F1ScoreMulti()] if dls.multi_label else [accuracy, error_rate]
-    return vision_learner(dls, args.arch, metrics=metrics, pretrained=args.pretrained,
-                          weights=args.weights, weights_map=weights_map)
+    try:
+        return vision_learner(dls, args.arch, metrics=metrics, pretrained=args.pretrained,
+                              weights=args.weights, weights_map=weights_map)
+    except PretrainedWeightsError as e:
+        if getattr(e, "why", None) is None:
+            raise
+        raise CLIError(f"could not load pretrained weights for --arch {args.arch} ({e.why}); without network "
+                       "access, pass a local file with --weights FILE (.safetensors or .pth), or --no-pretrained"
+                       ) from None
 
 
 # ---------------------------------------------------------------- subcommands
 def cmd_train(args: argparse.Namespace) -> int:
+    check_data_folder(args.data)  # in the order a user fixes things: the data first, then the output file
     _check_new(args.out, args.overwrite, "--out")
     cbs = train_callbacks(args)
     learn = _learner(args).add_cbs(cbs)
@@ -232,7 +260,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         with learn.distrib_ctx():  # data-parallel when launched by torchrun, else a no-op
             learn.fine_tune(args.epochs, base_lr=args.lr, freeze_epochs=args.freeze_epochs)
             loss, acc, err = (float(v) for v in learn.validate()[:3])
-        path = learn.export(args.out.resolve())
+        path = learn.export(args.out.resolve(), verbose=False)  # `saved PATH` below says where
     finally:
         finish(cbs)
     if path is None:  # a torchrun rank other than 0: rank 0 reports and writes
@@ -251,8 +279,9 @@ def _plan(args: argparse.Namespace, learn: Any) -> str:
     vocab = [str(v) for v in dls.vocab]
     n_train, n_valid = len(dls.train_ds), len(dls.valid_ds)
     split = getattr(args, "split", None)
-    how = (f"folders {split[0]}/ and {split[1]}/" if split else
+    how = (f"folders {split[0]}/ and {split[1]}/" if split else getattr(args, "split_how", None) or
            f"a random {args.valid_pct:.0%} of the images, seed {args.seed}")
+    bs = f"{dls.bs}" if args.bs is not None else f"{dls.bs} (from the data: {len(dls.train)} steps per epoch)"
     weights = (f"pretrained weights from {str(args.weights)!r}" if args.weights is not None
                else "pretrained" if args.pretrained else "randomly initialised (--no-pretrained)")
     shown = ", ".join(vocab[:8]) + (", ..." if len(vocab) > 8 else "")
@@ -261,7 +290,7 @@ def _plan(args: argparse.Namespace, learn: Any) -> str:
         f"  data:   {str(args.data)!r}: {n_train + n_valid} images, {len(vocab)} classes ({shown})",
         f"  split:  {n_train} train / {n_valid} valid ({how})",
         f"  plan:   {args.freeze_epochs} frozen + {args.epochs} unfrozen epoch(s) at {args.size} px, batch size "
-        f"{args.bs}, base lr {args.lr:g} -> {str(args.out)!r}",
+        f"{bs}, base lr {args.lr:g} -> {str(args.out)!r}",
     ])
 
 
@@ -284,12 +313,16 @@ def _predict(args: argparse.Namespace, rank: int, distributed: bool) -> int:
 
     from vision_tl import PeerFailed, load_learner
 
+    all_files = expand_images(args.images)
     _check_new(args.csv, args.overwrite, "--csv")
-    files = expand_images(args.images)
     device = args.device or (distributed and _local_cuda())
     pred = load_learner(args.model, device=device or None, backend=args.backend, precision=args.precision)
     if args.top_k > pred.c:
         raise CLIError(f"--top-k must be at most {pred.c} (the number of classes), got {args.top_k}")
+    if distributed and not args.skip_bad:  # each rank reads its share and reports its own bad files, once
+        files, errors = all_files, {}
+    else:  # the same check on every rank gives the same list; rank 0 reports it
+        files, errors = good_images(all_files, args.skip_bad)
     try:
         probs = pred.predict_batch(files, bs=args.bs, num_workers=args.num_workers,
                                    progress=sys.stderr.isatty() and rank == 0, distributed=distributed)
@@ -300,21 +333,26 @@ def _predict(args: argparse.Namespace, rank: int, distributed: bool) -> int:
     if pred.multi_label:
         from .cli_multi import predict_multi
 
-        return predict_multi(args, pred, files, probs)
+        return predict_multi(args, pred, all_files, probs, errors)
     values, idxs = probs.topk(args.top_k, dim=1)
     rows = [
         {"file": str(f), "label": pred.vocab[i[0]], "prob": round(v[0], 6),
          "top_k": [{"label": pred.vocab[j], "prob": round(p, 6)} for p, j in zip(v, i)]}
         for f, v, i in zip(files, values.tolist(), idxs.tolist())
     ]
+    if args.skip_bad:  # every file gets its row, in the order given: the bad ones with their error
+        rows = with_error_rows(rows, all_files, errors, {"label": None, "prob": None, "top_k": []})
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print("\t".join(_predictions_header(args.top_k)))
+        print("\t".join(_predictions_header(args.top_k) + (["error"] if args.skip_bad else [])))
         for r in rows:
-            print("\t".join([_printable(r["file"]), *(f"{t['label']}\t{t['prob']:.4f}" for t in r["top_k"])]))
+            cells = [f"{t['label']}\t{t['prob']:.4f}" for t in r["top_k"]] or ["-\t-"] * args.top_k
+            print("\t".join([_printable(r["file"]), *cells, *([r.get("error", "")] if args.skip_bad else [])]))
     if args.csv is not None:
-        _write_predictions_csv(args.csv, rows)
+        _write_predictions_csv(args.csv, rows, args.top_k, args.skip_bad)
+        print(f"wrote {len(rows)} predictions to {args.csv}", file=sys.stderr)
+    report_skipped(errors, "their rows hold the error instead of a prediction")
     return 0
 
 
@@ -336,10 +374,12 @@ def _predictions_header(k: int) -> list[str]:
     return ["file", "label", "prob"] + [f"{c}_{n}" for n in range(2, k + 1) for c in ("label", "prob")]
 
 
-def _write_predictions_csv(path: Path, rows: list[dict]) -> None:
-    k = len(rows[0]["top_k"]) if rows else 1
-    write_csv(path, _predictions_header(k),
-              ([r["file"], *(x for t in r["top_k"] for x in (t["label"], t["prob"]))] for r in rows))
+def _write_predictions_csv(path: Path, rows: list[dict], k: int, error_col: bool = False) -> None:
+    def cells(r: dict) -> list:
+        top = [x for t in r["top_k"] for x in (t["label"], t["prob"])] or [""] * (2 * k)
+        return [r["file"], *top, *([r.get("error", "")] if error_col else [])]
+
+    write_csv(path, _predictions_header(k) + (["error"] if error_col else []), (cells(r) for r in rows))
 
 
 def _printable(name: str) -> str:
@@ -353,18 +393,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from vision_tl import ClassificationInterpretation, accuracy, load_learner
 
+    if args.data is not None:
+        check_data_folder(args.data)  # the data first, then the output file
     _check_new(args.confusion_matrix, args.overwrite, "--confusion-matrix")
     pred = load_learner(args.model, device=args.device, backend=args.backend, precision=args.precision)
     if pred.multi_label:
         from .cli_multi import evaluate_multi
 
         return evaluate_multi(args, pred)
-    files, labels = labelled_files(args.data, args.label_from)
+    all_files, labels = labelled_files(args.data, args.label_from)
     unknown = sorted(set(labels) - set(pred.vocab))
     if unknown and parse_label_from(args.label_from)[0] == "folder" and len(set(labels)) == 1:
         raise one_class_error(args.data, labels[0], ", which is not a class of the model")
     if unknown:
         raise CLIError(f"labels {unknown[:5]!r} in {str(args.data)!r} are not classes of the model {pred.vocab!r}")
+    files, errors = good_images(all_files, args.skip_bad)
+    labels = [lab for f, lab in zip(all_files, labels) if str(f) not in errors]
+    report_skipped(errors, "left out of the metrics")
+    warn_trained_on(args.model, files)
     targets = torch.tensor([pred.vocab.index(lab) for lab in labels])
     probs = pred.predict_batch(files, bs=args.bs, num_workers=args.num_workers, progress=sys.stderr.isatty())
     interp = ClassificationInterpretation(pred.vocab, probs, targets, items=files)
@@ -377,11 +423,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
+    check_data_folder(args.data)  # in the order a user fixes things: the data first, then the output file
     _check_new(args.plot, args.overwrite, "--plot")
     from vision_tl import minimum, steep, valley
 
     learn = _learner(args)
+    print(f"lr-find: training {args.arch} on up to {args.num_it} mini-batches of {learn.dls.bs} images at a "
+          "learning rate growing from 1e-07 to 10, stopping early once the loss diverges", flush=True)
     lrs = learn.lr_find(num_it=args.num_it, show_plot=False, suggest_funcs=(valley, minimum, steep))._asdict()
+    done = len(learn.recorder.lr_find_lrs)
+    if done < args.num_it:
+        print(f"stopped after {done} of {args.num_it} mini-batches: the loss diverged at lr "
+              f"{learn.recorder.lr_find_lrs[-1]:.2e}")
     print("suggested learning rates: " + "  ".join(f"{name} {float(v):.2e}" for name, v in lrs.items()))
     save_figure(learn.recorder.plot_lr_find(lrs).figure, args.plot)
     print(f"plot: {args.plot}")
@@ -408,9 +461,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .inference.card import card_summary
 
     manifest = read_manifest(args.model)
-    print(json.dumps(manifest, indent=2) if args.json else describe_manifest(manifest, args.model.stat().st_size))
+    print(json.dumps(manifest, indent=2) if args.json else describe_manifest(manifest, args.model.stat().st_size),
+          flush=True)  # flushed here, so a closed pipe (`| head`) is met inside main
     if not args.json:
-        print(card_summary(manifest))
+        print(card_summary(manifest), flush=True)
     return 0
 
 
@@ -434,9 +488,8 @@ COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate
 
 
 def _one_line(e: BaseException) -> str:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     known = (CLIError, ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError)
-    return msg if isinstance(e, known) else f"{type(e).__name__}: {msg}"
+    return one_line(e, known)
 
 
 def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -474,14 +527,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check_usage(parser, args)
     try:
-        return COMMANDS[args.command](args)
+        with cli_warnings():  # `warning: ...`, one line each
+            return COMMANDS[args.command](args)
+    except BrokenPipeError:  # `vision-tl info --json | head`: the reader left; leave quietly, as Unix tools do
+        return quiet_broken_pipe()
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the CLI's contract: one line, exit code 1
         if args.debug:
             raise
-        print(f"{PROG} {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        say(f"{PROG} {args.command}: error: {_one_line(e)}")  # on a line of its own, not after a progress bar
         return 1
 
 

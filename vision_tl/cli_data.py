@@ -65,8 +65,7 @@ def labelled_files(data: Path, label_from: Sequence[str], label_delim: str | Non
     from vision_tl import RegexLabeller, df_files_labels, get_image_files, label_items, parent_label
 
     kind, arg = parse_label_from(label_from)
-    if not data.is_dir():
-        raise CLIError(f"DATA must be a folder of images, got {str(data)!r}")
+    check_data_folder(data)
     if kind == "csv":
         import pandas as pd
 
@@ -91,8 +90,9 @@ def dataloaders_from_args(args: argparse.Namespace) -> Any:
     from vision_tl import ImageDataLoaders, Resize, aug_transforms
 
     kind, arg = parse_label_from(args.label_from)
-    if not args.data.is_dir():
-        raise CLIError(f"DATA must be a folder of images, got {str(args.data)!r}")
+    check_data_folder(args.data)
+    if getattr(args, "valid_col", None) is not None and kind != "csv":
+        raise CLIError(f"--valid-col names a column of the --label-from csv FILE; labels come from {kind!r}")
     common = dict(item_tfms=Resize(args.size), batch_tfms=aug_transforms(), bs=args.bs, seed=args.seed,
                   num_workers=args.num_workers, device=args.device)
     if kind == "folder":
@@ -106,8 +106,64 @@ def dataloaders_from_args(args: argparse.Namespace) -> Any:
 
         return ImageDataLoaders.from_name_re(args.data, get_image_files(args.data), arg, valid_pct=args.valid_pct,
                                              **common)
+    import pandas as pd
+
     delim = args.label_delim if args.multi_label else None
-    return ImageDataLoaders.from_csv(args.data, arg, valid_pct=args.valid_pct, label_delim=delim, **common)
+    csv = args.data / arg
+    if not csv.is_file():
+        raise CLIError(f"--label-from csv: no CSV file {str(csv)!r}")
+    df = pd.read_csv(csv)
+    valid_col = csv_valid_column(df, getattr(args, "valid_col", None), csv)
+    if valid_col is not None:
+        args.split_how = f"the {valid_col!r} column of {arg}"
+    return ImageDataLoaders.from_df(df, args.data, valid_pct=args.valid_pct, label_delim=delim,
+                                    valid_col=valid_col, **common)
+
+
+def csv_valid_column(df: Any, valid_col: str | None, csv: Path) -> str | None:
+    """The column that chooses the validation rows: ``--valid-col``, else ``is_valid`` when the CSV has it
+    (as ``ImageDataLoaders.from_csv`` users write it), else None for a random split."""
+    if valid_col is None:
+        return "is_valid" if "is_valid" in df.columns else None
+    if valid_col not in df.columns:
+        raise CLIError(f"--valid-col {valid_col!r}: no such column in {str(csv)!r} (columns: {list(df.columns)})")
+    return valid_col
+
+
+def check_data_folder(data: Path) -> None:
+    """DATA must be an existing folder: say which of the two it is not."""
+    if not data.exists():
+        raise CLIError(f"DATA folder {str(data)!r} does not exist")
+    if not data.is_dir():
+        raise CLIError(f"DATA {str(data)!r} is a file, not a folder of images")
+
+
+def bad_images_error(bad: Sequence[Any], what: str) -> CLIError:
+    """One line naming every unreadable file (``ImageError``s) and the way past them."""
+    listed = "; ".join(f"{e.path}: {e.reason}" for e in bad)
+    return CLIError(f"{len(bad)} {what} image(s) cannot be read (fix or remove them, or pass --skip-bad to "
+                    f"leave them out): {listed}")
+
+
+def check_split_images(dls: Any, skip_bad: bool) -> None:
+    """Look at every validation file before the first batch (and, with ``--skip-bad``, every training file):
+    stop at once naming each unreadable one, or leave them out and say how many."""
+    import warnings
+
+    from .data.check import drop_items, find_bad_images
+
+    sets = [("validation", dls.valid_ds)] + ([("training", dls.train_ds)] if skip_bad else [])
+    for what, ds in sets:
+        bad = find_bad_images(ds.items)
+        if not bad:
+            continue
+        if not skip_bad:
+            raise bad_images_error(bad, what)
+        drop_items(ds, [e.path for e in bad])
+        if len(ds) == 0:
+            raise CLIError(f"--skip-bad: none of the {len(bad)} {what} images can be read")
+        listed = "; ".join(f"{e.path}: {e.reason}" for e in bad[:3]) + ("; ..." if len(bad) > 3 else "")
+        warnings.warn(f"--skip-bad: left out {len(bad)} {what} image(s) that cannot be read: {listed}", stacklevel=2)
 
 
 def split_folders(data: Path, train: str | None = None, valid: str | None = None) -> tuple[str, str] | None:

@@ -11,6 +11,7 @@ ImageNet-pretrained resnet34 (downloads both).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -120,6 +121,8 @@ def _plots(interp: Any, hist: Any, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    interp = copy.copy(interp)
+    interp.vocab = [_species(v) for v in interp.vocab]  # the plots say cat/dog, as the console does, not True/False
     files = [_save(plt, _plot_losses(plt, hist), out / "loss_curve.png")]
     files.append(_save(plt, interp.plot_confusion_matrix(return_fig=True), out / "confusion_matrix.png"))
     files.append(_save(plt, interp.plot_top_losses(9, return_fig=True), out / "top_losses.png"))
@@ -198,7 +201,7 @@ def run_demo(
     interp = ClassificationInterpretation.from_learner(learn)  # one validation pass for the error rate and plots
     err = float(error_rate(interp.probs, interp.targets))
     _say(f"error_rate: {err:.4f}  (accuracy {1 - err:.1%} on {len(dls.valid_ds)} validation images)")
-    model_file = learn.export(out / "pets_classifier.vtl")
+    model_file = learn.export(out / "pets_classifier.vtl", verbose=False)  # the last line says where
     predictor = load_learner(model_file)
     predictions = []
     for f in _examples(dls.valid_ds.items):

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..basics import CategoryMap
+from .batch_size import auto_bs
 from .blocks import CategoryBlock, ImageBlock, MultiCategoryBlock, RegressionBlock, RegressionDataset
 from .book_datasets import ItemView, RawDatasets
 from .dataloaders import DataLoaders
@@ -284,12 +285,12 @@ class DataBlock:
             raise FileNotFoundError(f"{len(missing)} image file(s) not found: {missing[:5]}")
         return Datasets(self, source, items, (train_idx, valid_idx), xs, ys, vocab, on_bad_image)
 
-    def dataloaders(self, source: Any, bs: int = 64, val_bs: int | None = None, device: torch.device | str | None = None,
+    def dataloaders(self, source: Any, bs: int | None = None, val_bs: int | None = None, device: torch.device | str | None = None,
                     num_workers: int | None = None, seed: int | None = None, on_bad_image: str = "warn",
                     shuffle: bool = True, drop_last: bool | None = None, vocab: Sequence[str] | None = None,
                     path: str | Path = ".") -> DataLoaders:
         """The train and valid DataLoaders (the factories' keyword arguments; ``seed`` seeds shuffling
-        and augmentation, the splitter has its own)."""
+        and augmentation, the splitter has its own; ``bs=None`` picks it from the data, see ``auto_bs``)."""
         dsets = self._datasets(source, vocab, on_bad_image)
         return dsets.dataloaders(bs=bs, val_bs=val_bs, device=device, num_workers=num_workers, seed=seed,
                                  shuffle=shuffle, drop_last=drop_last, path=path)
@@ -358,9 +359,12 @@ class Datasets:
     def __getitem__(self, i: int) -> ImageDataset:
         return (self.train, self.valid)[i]
 
-    def dataloaders(self, bs: int = 64, val_bs: int | None = None, device: torch.device | str | None = None,
+    def dataloaders(self, bs: int | None = None, val_bs: int | None = None, device: torch.device | str | None = None,
                     num_workers: int | None = None, seed: int | None = None, shuffle: bool = True,
                     drop_last: bool | None = None, path: str | Path = ".") -> DataLoaders:
+        """The train and valid DataLoaders; ``bs=None`` (the default): up to 64, enough steps per epoch."""
+        if bs is None:
+            bs = auto_bs(len(self.train))
         common = dict(batch_tfms=list(self.block.batch_tfms), device=device, num_workers=num_workers, seed=seed)
         train_dl = TfmdDL(self.train_ds, bs=bs, train=shuffle, drop_last=drop_last, **common)
         valid_dl = TfmdDL(self.valid_ds, bs=val_bs or bs, train=False, **common)

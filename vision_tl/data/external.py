@@ -271,7 +271,7 @@ def download_url(
                 f"{src}: giving up after {attempt + 1} attempt(s): {e}. Without internet access, point "
                 f"{MIRROR_ENV} at a server or folder holding the archive (see datasets.md)",
                 retryable=False,
-            ) from e
+            ) from None  # the message names the cause: a script's traceback stays a few lines, not a chain
     try:
         verify_file(part, expected, src)
     except ChecksumError:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .card import card_entry
 from .fastai_names import export_name
+from .train_items import train_items_entry
 from .vtl import (  # noqa: F401 - as above
     FORMAT_NAME,
     ExportFormatError,
@@ -70,6 +71,7 @@ def learner_entries(learn: Any) -> dict[str, Any]:
     vision_tl that stores something with an export adds one line here."""
     return {
         **card_entry(learn),  # how the model was made (card.py)
+        **train_items_entry(learn),  # hashes of the training files, for evaluate's warning (train_items.py)
     }
 
 

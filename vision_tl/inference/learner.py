@@ -76,8 +76,10 @@ class Learner(_train.Learner):
         """Validation images titled ``actual / predicted`` (None, or the ``Figure`` with ``return_fig=True``)."""
         return show_results(self, **kwargs)
 
-    def export(self, fname: str | Path = "export.vtl", int8: bool = False, max_drop: float = DEFAULT_MAX_DROP) -> Path:
-        """Write the ``.vtl`` file (under torchrun: rank 0 writes, the other ranks wait and get None).
+    def export(self, fname: str | Path = "export.vtl", int8: bool = False, max_drop: float = DEFAULT_MAX_DROP,
+               verbose: bool = True) -> Path:
+        """Write the ``.vtl`` file (a relative ``fname`` goes under ``learn.path``, the data folder, as in
+        fastai) and print where, unless ``verbose=False``. Under torchrun rank 0 writes; the others get None.
 
         ``int8=True`` also stores an int8 graph for ``load_learner(..., precision="int8")``, calibrated on
         part of the validation images and checked on the others; when it loses more than ``max_drop``
@@ -88,6 +90,8 @@ class Learner(_train.Learner):
             self.export_path = rank0_only(export_int8)(self, self._predictor(), fname, max_drop)
         else:
             self.export_path = rank0_only(export_learner)(self, self._predictor(), fname)
+        if verbose and self.export_path is not None:
+            print(f"exported to {Path(self.export_path).resolve()}")
         self("after_export")
         return self.export_path
 

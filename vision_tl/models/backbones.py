@@ -138,11 +138,13 @@ def load_into(module: nn.Module, sd: Mapping[str, torch.Tensor], source: str = "
 
 
 def _offline_error(arch: str, why: str) -> PretrainedWeightsError:
-    return PretrainedWeightsError(
+    err = PretrainedWeightsError(
         f"could not load pretrained weights for {arch!r} ({why}). Without network access and no cached "
         "copy, pass a local file with weights='path/to/file.safetensors' (or a .pth/.pt state dict; on the "
         "command line --weights FILE), or pretrained=False (--no-pretrained)."
     )
+    err.why = why  # the command line words its own advice with its flags
+    return err
 
 
 def _probe_format(model: nn.Module, input_size: tuple[int, int], nf: int) -> str:

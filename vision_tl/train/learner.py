@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.batch_size import few_steps_message
 from ..data.tfmd_dl import default_device, inorder_dl
 from ..metrics import metric_name
 from ..models.build import ModelConfig
@@ -180,6 +181,18 @@ class Learner(Loop):
     # ----- training recipes --------------------------------------------------------------------
     def _begin(self, resume: str | Path | None) -> None:
         self._resume = checkpoint.read_checkpoint(self, resume) if resume is not None else None
+        self._warn_few_steps()
+
+    def _warn_few_steps(self) -> None:
+        """Say so when an epoch is a handful of optimizer steps (fastai's bs=64 on 72 images is one)."""
+        train = getattr(self.dls, "train", None)
+        try:
+            n_steps, n_train, bs = len(train), len(train.dataset), train.bs
+        except (TypeError, AttributeError):  # a DataLoader without a length or a batch size
+            return
+        message = few_steps_message(n_steps, n_train, bs)
+        if message is not None:
+            warnings.warn(message, UserWarning, stacklevel=4)
 
     def fit(self, n_epoch: int, lr: Any = None, wd: float | None = None, cbs: Any = None,
             resume: str | Path | None = None) -> None:

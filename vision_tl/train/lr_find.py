@@ -25,7 +25,7 @@ from .callbacks import Callback, CancelFitException, CancelValidException
 from .rng import get_rng_states, set_rng_states
 from .schedule import ema_step, exp_lr
 
-__all__ = ["lr_find", "minimum", "slide", "steep", "suggest_lrs", "valley"]
+__all__ = ["diverged", "lr_find", "minimum", "slide", "steep", "suggest_lrs", "valley"]
 
 Suggestion = tuple[float, tuple[float, float]]
 
@@ -113,8 +113,17 @@ def suggest_lrs(lrs: Sequence[float], losses: Sequence[float], suggest_funcs: An
     return collections.namedtuple("SuggestedLRs", names)(*[float(f(lrs, losses, num_it)[0]) for f in funcs])
 
 
+def diverged(smoothed: float, best: float, start: float) -> bool:
+    """True once the finder's smoothed loss has clearly diverged: more than 4x its best (fastai's rule), or,
+    after falling to under 3/4 of where it started, back up by 80% of that fall (a model that collapses to
+    chance plateaus there, under 4x its best, and fastai's rule alone then runs every iteration)."""
+    return smoothed > 4 * best or (best < 0.75 * start and smoothed - best > 0.8 * (start - best))
+
+
 class _Finder(Callback):
     """Records (lr, smoothed loss) per training batch; stops at ``num_it`` or when the loss diverges."""
+
+    _START_POINTS = 3  # the start level: the highest smoothed loss of the first few batches
 
     order = -10  # see a diverging loss before TerminateOnNaN does
     trial = True  # its fit is undone afterwards: callbacks that accumulate (EMA, history, trackers) skip it
@@ -125,7 +134,7 @@ class _Finder(Callback):
     def before_fit(self) -> None:
         self.lrs: list[float] = []
         self.losses: list[float] = []
-        self.best, self.avg, self.n = math.inf, 0.0, 0
+        self.best, self.avg, self.n, self.start = math.inf, 0.0, 0, -math.inf
 
     def before_validate(self) -> None:
         raise CancelValidException()
@@ -140,7 +149,9 @@ class _Finder(Callback):
         self.lrs.append(self.learn.group_lrs()[-1])
         self.losses.append(smoothed)
         self.best = min(self.best, smoothed)
-        if (self.stop_div and smoothed > 4 * self.best) or len(self.lrs) >= self.num_it:
+        if len(self.losses) <= self._START_POINTS:
+            self.start = max(self.start, smoothed)
+        if (self.stop_div and diverged(smoothed, self.best, self.start)) or len(self.lrs) >= self.num_it:
             raise CancelFitException()
 
 
@@ -188,7 +199,8 @@ def lr_find(learn: Any, start_lr: float = 1e-7, end_lr: float = 10, num_it: int 
     finder, saved = _Finder(num_it, stop_div), _save_state(learn)
     progress = getattr(learn, "progress", None)
     try:
-        with progress.iteration_bar(num_it, "lr_find") if progress is not None else nullcontext():
+        desc = f"lr_find: loss at lr {start_lr:.0e} -> {end_lr:g}" + (", stops if it diverges" if stop_div else "")
+        with progress.iteration_bar(num_it, desc) if progress is not None else nullcontext():
             learn.fit_schedule(n_epoch, sched, cbs=[finder])
     finally:
         _restore_state(learn, saved)
