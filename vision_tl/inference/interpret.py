@@ -15,42 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics
-from ..data.tfmd_dl import inorder_dl
+from .interpret_common import image_grid, item_image, ordered_dl, report_lines
+from .interpret_multi import MultiLabelInterpretation
 
 _SCORES = {"precision": metrics.Precision, "recall": metrics.Recall, "f1": metrics.F1Score}
-
-
-def _ordered_dl(learn: Any, ds_idx: int) -> Any:
-    """The validation loader, or (``ds_idx=0``) the training set in order with the valid-time transforms."""
-    if ds_idx not in (0, 1):
-        raise ValueError(f"ds_idx must be 0 (train) or 1 (valid), got {ds_idx!r}")
-    if not hasattr(learn, "dls") or not hasattr(learn, "get_preds"):
-        raise TypeError(
-            f"interpretation needs a training Learner (its DataLoaders hold the labelled validation set), got "
-            f"{type(learn).__name__}; for a model from load_learner, run `vision-tl evaluate MODEL DATA` or make "
-            "a Learner on labelled DataLoaders"
-        )
-    return inorder_dl(learn.dls.train) if ds_idx == 0 else learn.dls.valid
-
-
-def item_image(dataset: Any, items: Sequence[Any] | None, i: int) -> np.ndarray:
-    """Item ``i`` as an image to show: from the dataset (its validation transforms), else decoded from its file."""
-    if dataset is not None:
-        return np.asarray(dataset[i][0])
-    if items is None:
-        raise ValueError("no images to show: pass items= or dataset= (from_learner does)")
-    from .predict import to_rgb_array
-
-    return to_rgb_array(items[i])
-
-
-def report_lines(rows: Sequence[dict], width: int) -> list[str]:
-    """The header and one line per class (precision, recall, F1, support) of a classification report."""
-    lines = [f"{'':>{width}}  precision  recall  f1-score  support"]
-    for r in rows:
-        lines.append(f"{r['class']:>{width}}  {r['precision']:9.3f}  {r['recall']:6.3f}  {r['f1']:8.3f}"
-                     f"  {r['support']:7d}")
-    return lines
+__all__ = ["ClassificationInterpretation", "item_image", "report_lines", "show_results"]
 
 
 class ClassificationInterpretation:
@@ -94,10 +63,8 @@ class ClassificationInterpretation:
         with ``learn`` and keep per-item losses. A multi-label learner gets a ``MultiLabelInterpretation``
         (a 2x2 confusion matrix per class)."""
         if getattr(getattr(learn, "dls", None), "multi_label", False):
-            from .interpret_multi import MultiLabelInterpretation
-
             return MultiLabelInterpretation.from_learner(learn, ds_idx, dl)
-        dl = dl if dl is not None else _ordered_dl(learn, ds_idx)
+        dl = dl if dl is not None else ordered_dl(learn, ds_idx)
         probs, targets, losses = learn.get_preds(dl=dl, with_loss=True)
         ds = dl.dataset
         return cls(learn.dls.vocab, probs, targets, losses, items=getattr(ds, "items", None), dataset=ds)
@@ -188,7 +155,7 @@ class ClassificationInterpretation:
                         figsize: tuple[float, float] | None = None) -> Any:
         """The ``k`` worst-predicted images titled ``predicted / actual / loss / probability of actual``."""
         losses, idxs = self.top_losses(k, largest)
-        return _grid(
+        return image_grid(
             [self._image(int(i)) for i in idxs],
             [f"{self.vocab[int(self.preds[i])]}/{self.vocab[int(self.targets[i])]}\n"
              f"{float(loss):.2f} / {float(self.probs[i, self.targets[i]]):.2f}" for loss, i in zip(losses, idxs)],
@@ -196,31 +163,10 @@ class ClassificationInterpretation:
         )
 
 
-def _grid(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int | None = None,
-          colors: Sequence[str] | None = None, suptitle: str | None = None, nrows: int | None = None,
-          figsize: tuple[float, float] | None = None) -> Any:
-    """A figure of images in a grid with one title each."""
-    import matplotlib.pyplot as plt
-
-    n = max(1, len(images))
-    ncols = ncols or (-(-n // nrows) if nrows else min(n, 3))
-    nrows = max(nrows or 0, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3 * ncols, 3.2 * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for k, (ax, img, title) in enumerate(zip(axes.flat, images, titles)):
-        ax.imshow(img)
-        ax.set_title(title, fontsize=9, color=colors[k] if colors else "black")
-    if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
-    return fig
-
-
 def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, ncols: int | None = None,
                  nrows: int | None = None, figsize: tuple[float, float] | None = None) -> Any:
     """``learn.show_results``: validation images titled ``actual / predicted`` (green right, red wrong)."""
-    ds = (dl if dl is not None else _ordered_dl(learn, ds_idx)).dataset
+    ds = (dl if dl is not None else ordered_dl(learn, ds_idx)).dataset
     n = min(max_n, len(ds))
     if n == 0:
         raise ValueError("show_results: the dataset is empty")
@@ -237,12 +183,12 @@ def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, nc
         predicted_sets = [";".join(labs) or "-" for labs in pred.decode(probs)]
         titles = [f"{a}\n{p}" for a, p in zip(actual_sets, predicted_sets)]
         colors = ["green" if a == p else "red" for a, p in zip(actual_sets, predicted_sets)]
-        return _grid(images, titles, ncols, colors=colors, suptitle="actual / predicted")
+        return image_grid(images, titles, ncols, colors=colors, suptitle="actual / predicted")
     actual = [int(ds.labels[i]) if getattr(ds, "labels", None) is not None else -1 for i in range(n)]
     predicted = probs.argmax(1).tolist()
     titles = [f"{vocab[a] if a >= 0 else '?'}\n{vocab[p]}" for a, p in zip(actual, predicted)]
     colors = ["green" if a == p else "red" for a, p in zip(actual, predicted)]
-    return _grid(images, titles, ncols, colors=colors, suptitle="actual / predicted", nrows=nrows, figsize=figsize)
+    return image_grid(images, titles, ncols, colors=colors, suptitle="actual / predicted", nrows=nrows, figsize=figsize)
 
 
 def _label_set(ds: Any, vocab: Sequence[str], i: int) -> str:

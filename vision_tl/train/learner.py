@@ -17,7 +17,7 @@ freezing are in ``param_groups.py``; save/load and resumable checkpoints in ``ch
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,15 +25,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.batch_tfms import has_normalize
 from ..data.tfmd_dl import default_device, inorder_dl
 from ..metrics import metric_name
 from ..models.build import ModelConfig
-from ..models.predict_step import activate
+from ..models.predict_step import activate, prepare_batch
 from ..models.preprocess import Preprocess
 from ..models.split import check_groups, default_splitter
 from . import checkpoint, param_groups, schedule
 from .callbacks import Callback, ChannelsLast, MixedPrecision, TerminateOnNaNCallback
-from .gather import GatherPreds
 from .loop import Loop, TrainingOOMError
 from .losses import default_loss_func
 from .lr_find import lr_find as run_lr_find
@@ -61,6 +61,7 @@ class Learner(Loop):
         device: torch.device | str | None = None, lr_mults: Sequence[float] | None = None, amp: bool | None = None,
         preprocess: Preprocess | None = None,
     ) -> None:
+        super().__init__()
         self.device = torch.device(device) if device is not None else default_device()
         if hasattr(dls, "to"):
             dls.to(self.device)
@@ -76,16 +77,8 @@ class Learner(Loop):
         if len(self.lr_mults) != self.n_groups:
             raise ValueError(f"lr_mults has {len(self.lr_mults)} values for {self.n_groups} parameter groups")
         self._norm_ids = param_groups.norm_param_ids(self.raw_model)
-        self.opt: torch.optim.Optimizer | None = None
-        self.scaler: Any = None
-        self.frozen_to, self.fitting, self.training, self.fit_index = 0, False, False, 0
-        self.nan_at: tuple[int, int] | None = None  # (epoch, batch) where TerminateOnNaN stopped the last fit
-        self.epoch, self.n_epoch, self.iter, self.start_epoch = 0, 1, 0, 0
-        self.epochs_done = 0  # over every fit of this learner: the data's shuffle/augmentation stream
-        self.val_results: list[float] | None = None
-        self._resume: dict | None = None
-        self.cbs: list[Callback] = []
-        self.add_cbs([TerminateOnNaNCallback(), GatherPreds(), Recorder(), ProgressCallback()])
+        self.frozen_to = 0
+        self.add_cbs([TerminateOnNaNCallback(), Recorder(), ProgressCallback()])
         if amp or (amp is None and self.device.type == "cuda"):
             self.add_cbs([ChannelsLast(), MixedPrecision(torch.bfloat16 if _bf16_ok(self.device) else torch.float16)])
         self.add_cbs(cbs or [])
@@ -143,8 +136,16 @@ class Learner(Loop):
     def group_mom(self) -> float | None:
         return param_groups.group_mom(self.opt)
 
-    def _set_hypers(self, lrs: list[float], mom: float | None, wd: float | None) -> None:
+    def set_hypers(self, lrs: list[float], mom: float | None, wd: float | None) -> None:
+        """Set each optimizer group's LR (per parameter group), momentum and weight decay."""
         param_groups.set_hypers(self.opt, lrs, mom, wd)
+
+    def batches(self, dl: Any) -> Iterator[Sequence[torch.Tensor]]:
+        """``dl``'s batches normalized from the preprocessing spec (by the step prediction uses too); a
+        user's own ``Normalize`` in the DataLoaders' batch transforms stays theirs alone."""
+        normalize = not has_normalize(getattr(dl, "batch_tfms", None))
+        for b in dl:
+            yield (prepare_batch(b[0], self._preprocess, normalize=normalize), *b[1:])
 
     def freeze_to(self, n: int) -> None:
         """Freeze parameter groups ``[:n]`` (negative ``n`` counts from the end).
@@ -162,7 +163,7 @@ class Learner(Loop):
 
     # ----- training recipes --------------------------------------------------------------------
     def _begin(self, resume: str | Path | None) -> None:
-        self._resume = checkpoint.read_checkpoint(self, resume) if resume is not None else None
+        self.resume_state = checkpoint.read_checkpoint(self, resume) if resume is not None else None
 
     def fit(self, n_epoch: int, lr: Any = None, wd: float | None = None, cbs: Any = None,
             resume: str | Path | None = None) -> None:
@@ -303,9 +304,9 @@ class Learner(Loop):
         """``with learn.distrib_ctx():`` trains data-parallel (DDP) when launched by torchrun; else a no-op.
 
         Keyword arguments (``sync_bn``, ``find_unused_parameters``, ...): see
-        ``vision_tl.train.distributed.distrib_ctx``.
+        ``vision_tl.train.distributed_callback.distrib_ctx``.
         """
-        from .distributed import distrib_ctx
+        from .distributed_callback import distrib_ctx
 
         return distrib_ctx(self, **kwargs)
 
