@@ -5,8 +5,9 @@ The same notebook code runs on one device or on many: ``torchrun`` sets ``RANK``
 the process group (NCCL on CUDA, gloo on CPU). ``DistributedTrainer`` (the callback) and
 ``distrib_ctx`` (the context manager that adds it), both in ``distributed_callback.py``, wrap the
 model in ``DistributedDataParallel`` for each ``fit``, shard the training set with a
-``DistributedSampler`` re-seeded every epoch, and gather validation predictions from all ranks so that losses and metrics equal a single-process computation. Files
-(checkpoints, exports, logs) are written by rank 0 only; :func:`rank0_first` and :func:`barrier`
+``DistributedSampler`` re-seeded every epoch, and gather validation predictions from all ranks so
+that losses and metrics equal a single-process computation. Files (checkpoints, exports, logs) are
+written by rank 0 only; :func:`rank0_first` and :func:`barrier`
 order the rest. This module imports nothing from ``vision_tl`` (the bottom of the stack), so every
 callback may import its rank helpers.
 """
