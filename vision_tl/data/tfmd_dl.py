@@ -253,6 +253,18 @@ class TfmdDL:
         self._drop_last = value
         self._loader = None
 
+    def new(self, dataset: ImageDataset | None = None, bs: int | None = None,
+            batch_tfms: list[BatchTransform] | None = None, device: torch.device | str | None = None,
+            num_workers: int | None = None) -> TfmdDL:
+        """A loader like this one (mode, seed, drop_last setting, labels, workers) with what is given changed."""
+        return TfmdDL(
+            self.dataset if dataset is None else dataset, bs=bs or self.bs, train=self.train,
+            batch_tfms=list(self.batch_tfms) if batch_tfms is None else batch_tfms,
+            device=self.device if device is None else device,
+            num_workers=self.num_workers if num_workers is None else num_workers, drop_last=self._drop_last,
+            seed=self.seed, with_labels=self.with_labels, persistent_workers=self.persistent_workers,
+        )
+
     # -- sampling -------------------------------------------------------------------------------
     @property
     def sampler(self) -> Sampler | None:
