@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..data.batch_tfms import has_normalize
-from ..data.tfmd_dl import default_device, inorder_dl
+from ..data.tfmd_dl import TfmdDL, default_device, inorder_dl
 from ..metrics import metric_name
 from ..models.build import ModelConfig
 from ..models.predict_step import activate, prepare_batch
@@ -144,7 +144,10 @@ class Learner(Loop):
         """``dl``'s batches normalized from the preprocessing spec (by the step prediction uses too); a
         user's own ``Normalize`` in the DataLoaders' batch transforms stays theirs alone."""
         normalize = not has_normalize(getattr(dl, "batch_tfms", None))
-        for b in dl:
+        if isinstance(dl, TfmdDL):  # normalized where the batch becomes float: workers on CPU, else the device
+            yield from dl.batches(normalize=self._preprocess.normalizer if normalize else None)
+            return
+        for b in dl:  # any other loader
             yield (prepare_batch(b[0], self._preprocess, normalize=normalize), *b[1:])
 
     def freeze_to(self, n: int) -> None:
