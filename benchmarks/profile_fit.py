@@ -13,10 +13,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import torch
-from torch.profiler import ProfilerActivity, profile, record_function
-
 from fit_overhead import arch_of, make_dls, make_folder
+from torch.profiler import ProfilerActivity, profile, record_function
 
 
 def main(argv: list[str] | None = None) -> None:
