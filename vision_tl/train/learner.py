@@ -9,7 +9,7 @@ exported. ``lr_find`` is in ``lr_find.py``.
 
 Inputs are normalized from the learner's ``Preprocess`` spec (``learn.preprocess``) right before the
 model, in ``prepare_batch``: the same step prediction uses. Parameter groups, the optimizer and
-freezing are in ``param_groups.py``; save/load and resumable checkpoints in ``checkpoint.py``; the
+freezing are in ``optimizer.py``; save/load and resumable checkpoints in ``checkpoint.py``; the
 ``vision_learner`` factory in ``vision.py``. Prediction and export are not here: the inference layer's
 ``Learner`` (``vision_tl.Learner``) subclasses this one and adds them.
 """
@@ -32,13 +32,13 @@ from ..models.build import ModelConfig
 from ..models.predict_step import activate, prepare_batch
 from ..models.preprocess import Preprocess
 from ..models.split import check_groups, default_splitter
-from . import checkpoint, param_groups, schedule
+from . import checkpoint, optimizer, schedule
 from .callbacks import Callback, ChannelsLast, MixedPrecision, TerminateOnNaNCallback
 from .loop import Loop, TrainingOOMError
 from .losses import default_loss_func
 from .lr_find import lr_find as run_lr_find
 from .lr_find import valley
-from .param_groups import adamw
+from .optimizer import adamw
 from .progress import ProgressCallback
 from .recorder import Recorder
 
@@ -76,7 +76,7 @@ class Learner(Loop):
         self.lr_mults = list(lr_mults) if lr_mults is not None else [1.0] * self.n_groups
         if len(self.lr_mults) != self.n_groups:
             raise ValueError(f"lr_mults has {len(self.lr_mults)} values for {self.n_groups} parameter groups")
-        self._norm_ids = param_groups.norm_param_ids(self.raw_model)
+        self._norm_ids = optimizer.norm_param_ids(self.raw_model)
         self.frozen_to = 0
         self.add_cbs([TerminateOnNaNCallback(), Recorder(), ProgressCallback()])
         if amp or (amp is None and self.device.type == "cuda"):
@@ -123,7 +123,7 @@ class Learner(Loop):
 
     def create_opt(self) -> torch.optim.Optimizer:
         """One or two optimizer groups per parameter group: weight decay only on tensors with ndim >= 2."""
-        self.opt = param_groups.create_opt(self.opt_func, self.param_groups, self._lrs(self.lr), self.wd)
+        self.opt = optimizer.create_opt(self.opt_func, self.param_groups, self._lrs(self.lr), self.wd)
         return self.opt
 
     def _lrs(self, lr: Any) -> list[float]:
@@ -131,14 +131,14 @@ class Learner(Loop):
 
     def group_lrs(self) -> list[float]:
         """The learning rate each parameter group has right now (the last one applied)."""
-        return param_groups.group_lrs(self.opt, self.n_groups)
+        return optimizer.group_lrs(self.opt, self.n_groups)
 
     def group_mom(self) -> float | None:
-        return param_groups.group_mom(self.opt)
+        return optimizer.group_mom(self.opt)
 
     def set_hypers(self, lrs: list[float], mom: float | None, wd: float | None) -> None:
         """Set each optimizer group's LR (per parameter group), momentum and weight decay."""
-        param_groups.set_hypers(self.opt, lrs, mom, wd)
+        optimizer.set_hypers(self.opt, lrs, mom, wd)
 
     def batches(self, dl: Any) -> Iterator[Sequence[torch.Tensor]]:
         """``dl``'s batches normalized from the preprocessing spec (by the step prediction uses too); a
@@ -155,7 +155,7 @@ class Learner(Loop):
 
         With ``train_bn=True`` the normalization layers of frozen groups still train (fastai).
         """
-        self.frozen_to = param_groups.freeze_to(self.param_groups, n, self.train_bn, self._norm_ids)
+        self.frozen_to = optimizer.freeze_to(self.param_groups, n, self.train_bn, self._norm_ids)
 
     def freeze(self) -> None:
         """Train only the last group (the head), and normalization layers when ``train_bn``."""
