@@ -29,9 +29,9 @@ from ..data.batch_tfms import has_normalize
 from ..data.tfmd_dl import TfmdDL, default_device, inorder_dl
 from ..metrics import metric_name
 from ..models.build import ModelConfig
+from ..models.param_groups import check_groups, default_splitter
 from ..models.predict_step import activate, prepare_batch
 from ..models.preprocess import Preprocess
-from ..models.split import check_groups, default_splitter
 from . import checkpoint, optimizer, schedule
 from .callbacks import Callback, ChannelsLast, MixedPrecision, TerminateOnNaNCallback
 from .loop import Loop, TrainingOOMError

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from ..models.build import build_custom_model, build_model_and_stats, config_for
+from ..models.param_groups import default_splitter, layerwise_splitter
 from ..models.preprocess import Preprocess, decide_stats
-from ..models.split import default_splitter, layerwise_splitter
 from . import schedule
 from .learner import Learner
 
