@@ -34,7 +34,7 @@ def test_vision_learner_builds_through_the_config_builder(class_folder, monkeypa
         return real(cfg, *args, **kwargs)
 
     monkeypatch.setattr(build, "build_model_and_stats", spy)
-    monkeypatch.setattr("vision_tl.train.vision.build_model_and_stats", spy)
+    monkeypatch.setattr("vision_tl.train.vision_learner.build_model_and_stats", spy)
     dls = ImageDataLoaders.from_folder(class_folder, valid_pct=0.25, seed=0, item_tfms=Resize(32), bs=8,
                                        num_workers=0, device="cpu")
     learn = vision_learner(dls, "resnet10t", pretrained=False, lin_ftrs=[12])

@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from ..train import learner as _train
-from ..train import vision as _vision
+from ..train import vision_learner as _vision
 from ..train.distributed import rank0_only
 from .export import export_learner
 from .interpret import show_results

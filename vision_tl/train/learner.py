@@ -10,7 +10,7 @@ exported. ``lr_find`` is in ``lr_find.py``.
 Inputs are normalized from the learner's ``Preprocess`` spec (``learn.preprocess``) right before the
 model, in ``prepare_batch``: the same step prediction uses. Parameter groups, the optimizer and
 freezing are in ``optimizer.py``; save/load and resumable checkpoints in ``checkpoint.py``; the
-``vision_learner`` factory in ``vision.py``. Prediction and export are not here: the inference layer's
+``vision_learner`` factory in ``vision_learner.py``. Prediction and export are not here: the inference layer's
 ``Learner`` (``vision_tl.Learner``) subclasses this one and adds them.
 """
 
