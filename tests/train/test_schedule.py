@@ -99,11 +99,11 @@ def _fp16_learner(tiny_dls):
     return _fp16_learner
 
 
-def _seeded_fine_tune(tmp_path, with_lr_find: bool) -> tuple[dict, list]:
+def _seeded_fine_tune(make_learner, tmp_path, with_lr_find: bool) -> tuple[dict, list]:
     torch.manual_seed(0)
     np.random.seed(0)
     random.seed(0)
-    learn = _fp16_learner(tmp_path)
+    learn = make_learner(tmp_path)
     if with_lr_find:
         learn.lr_find(num_it=8, show_plot=False)
         assert learn.epochs_done == 0 and learn.scaler is None
@@ -112,10 +112,10 @@ def _seeded_fine_tune(tmp_path, with_lr_find: bool) -> tuple[dict, list]:
     return {k: v.clone() for k, v in learn.model.state_dict().items()}, draws
 
 
-def test_lr_find_leaves_a_seeded_fine_tune_unchanged(tmp_path):
+def test_lr_find_leaves_a_seeded_fine_tune_unchanged(tmp_path, _fp16_learner):
     """lr_find restores epochs_done (the shuffle seed), the grad scaler and every RNG it consumed."""
-    plain, plain_draws = _seeded_fine_tune(tmp_path, with_lr_find=False)
-    after, after_draws = _seeded_fine_tune(tmp_path, with_lr_find=True)
+    plain, plain_draws = _seeded_fine_tune(_fp16_learner, tmp_path, with_lr_find=False)
+    after, after_draws = _seeded_fine_tune(_fp16_learner, tmp_path, with_lr_find=True)
     assert after_draws == plain_draws
     assert all(torch.equal(v, after[k]) for k, v in plain.items())
 
