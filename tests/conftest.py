@@ -20,6 +20,8 @@ os.environ.setdefault("VISION_TL_CACHE", os.path.join(tempfile.gettempdir(), f"v
 
 from vision_tl.data.synthetic import make_synthetic_folder, make_synthetic_pets  # noqa: E402
 
+from .tinydata import TinyDLs  # noqa: E402
+
 
 def pytest_collection_modifyitems(config, items):
     """Skip ``gpu`` tests without CUDA and ``network`` tests always (no outside network here)."""
@@ -65,3 +67,10 @@ def train_valid_folder(tmp_path_factory):
 def pets_folder(tmp_path_factory):
     """Oxford-IIIT-Pet-like ``root/images/Breed_N.jpg`` (cat = capitalised breed), 48 images."""
     return make_synthetic_pets(tmp_path_factory.mktemp("pets"), n_images=48, n_breeds=3, seed=3)
+
+
+@pytest.fixture
+def tiny_dls():
+    """``TinyDLs``: in-memory DataLoaders of tiny tensors for fast Learner tests; call it with
+    ``n``, ``c``, ``size``, ``bs``, ``seed`` (see ``tests/tinydata.py``)."""
+    return TinyDLs

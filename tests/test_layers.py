@@ -119,7 +119,7 @@ def test_lint_imports_keeps_the_layers_contract():
     assert "1 kept, 0 broken" in r.stdout
 
 
-def test_the_public_learner_adds_prediction_and_export_on_top_of_the_training_learner():
+def test_the_public_learner_adds_prediction_and_export_on_top_of_the_training_learner(tiny_dls):
     """train/ cannot import inference/, so the conveniences live on the inference layer's subclass,
     and that subclass is what ``vision_tl.Learner`` and ``vision_learner`` give users."""
     import inspect
@@ -129,6 +129,15 @@ def test_the_public_learner_adds_prediction_and_export_on_top_of_the_training_le
     assert issubclass(vision_tl.Learner, TrainLearner) and vision_tl.Learner is not TrainLearner
     for name in ("predict", "predict_batch", "top_k", "tta", "show_results", "export", "export_onnx"):
         assert hasattr(vision_tl.Learner, name) and not hasattr(TrainLearner, name), name
-    params = inspect.signature(vision_tl.vision_learner).parameters
-    assert params["learner_cls"].default is TrainLearner  # the wrapper passes vision_tl.Learner instead
+    dls = tiny_dls(n=8, size=16)
+    learn = vision_tl.vision_learner(dls, "resnet10t", pretrained=False, device="cpu")
+    assert type(learn) is vision_tl.Learner and callable(learn.export)
+
+    class MyLearner(vision_tl.Learner):
+        pass
+
+    assert type(vision_tl.vision_learner(dls, "resnet10t", pretrained=False, device="cpu",
+                                         learner_cls=MyLearner)) is MyLearner
+    # what help() shows is what a call does
+    assert inspect.signature(vision_tl.vision_learner).parameters["learner_cls"].default is vision_tl.Learner
     assert vision_tl.cnn_learner is vision_tl.vision_learner

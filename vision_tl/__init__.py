@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "EndSplitter": ".data.splitters",
     "DataBlock": ".data.datablock",
     "Datasets": ".data.datablock",
-    "GetterError": ".data.datablock",
+    "GetterError": ".data.describe",
     "ImageBlock": ".data.blocks",
     "CategoryBlock": ".data.blocks",
     "MultiCategoryBlock": ".data.blocks",

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 from vision_tl import vision_learner
 from vision_tl.data.batch_tfms import imagenet_stats
@@ -110,7 +109,8 @@ def test_grad_cam_highlights_the_evidence_with_a_timm_body_in_memory_and_loaded(
 @pytest.mark.slow
 def test_grad_cam_highlights_the_evidence_with_a_torchvision_body_in_memory_and_loaded(stripes, tmp_path):
     learn = _trained(stripes, resnet18)
-    assert isinstance(learn.model[0][-1][0], nn.Module)  # learn.model[0][-1] is the last stage, as in fastai
+    last = learn.model[0][-1]  # the body's last child is resnet18's last stage (layer4), as in fastai
+    assert [type(b).__name__ for b in last] == ["BasicBlock", "BasicBlock"] and last[-1].conv2.out_channels == 512
     # at 64 px the random body's last stages are 2x2 maps that each see the whole image: use layer2 (8x8)
     _assert_cam_finds_the_stripes(learn, tmp_path, stage=-3)
     loaded = load_learner(learn.export(tmp_path / "tv.vtl"), device="cpu")

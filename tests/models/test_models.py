@@ -14,7 +14,7 @@ from torch import nn
 from vision_tl.models.backbones import PretrainedWeightsError, create_body
 from vision_tl.models.build import ModelConfig, build_model
 from vision_tl.models.heads import create_head
-from vision_tl.models.split import check_groups, default_splitter, layerwise_splitter
+from vision_tl.models.param_groups import check_groups, default_splitter, layerwise_splitter
 
 
 def test_model_config_round_trips_through_json_dict():

@@ -83,18 +83,21 @@ def test_guards_run_the_body_once_in_a_single_process(tmp_path):
     assert out == tmp_path / "f.txt" and calls == [out] and out.read_text() == "x"
 
 
-def _tiny_learner(tmp_path):
-    sys.path.insert(0, str(Path(__file__).parent))
-    from tinydata import TinyDLs
+@pytest.fixture
+def _tiny_learner(tiny_dls):
+    """The helper below, its data from the ``tiny_dls`` fixture."""
 
-    from vision_tl.train.learner import Learner
+    def _tiny_learner(tmp_path):
+        from vision_tl.train.learner import Learner
 
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                                torch.nn.Linear(4, 3))
-    return Learner(TinyDLs(n=16), model, path=tmp_path, device="cpu", splitter=lambda m: [list(m.parameters())])
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                    torch.nn.Linear(4, 3))
+        return Learner(tiny_dls(n=16), model, path=tmp_path, device="cpu", splitter=lambda m: [list(m.parameters())])
+
+    return _tiny_learner
 
 
-def test_distrib_ctx_without_torchrun_trains_as_usual(tmp_path, monkeypatch):
+def test_distrib_ctx_without_torchrun_trains_as_usual(tmp_path, monkeypatch, _tiny_learner):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     learn = _tiny_learner(tmp_path)
     with learn.distrib_ctx() as same:
@@ -104,7 +107,7 @@ def test_distrib_ctx_without_torchrun_trains_as_usual(tmp_path, monkeypatch):
     assert len(learn.recorder.values) == 1
 
 
-def test_distributed_trainer_without_a_process_group_says_how_to_launch(tmp_path):
+def test_distributed_trainer_without_a_process_group_says_how_to_launch(tmp_path, _tiny_learner):
     learn = _tiny_learner(tmp_path)
     learn.add_cb(DistributedTrainer())
     with pytest.raises(RuntimeError, match="torchrun"):

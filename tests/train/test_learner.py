@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
-
-sys.path.insert(0, str(Path(__file__).parent))
-from tinydata import TinyDLs  # noqa: E402
 
 from vision_tl import Learner, vision_learner  # noqa: E402
 from vision_tl.metrics import accuracy, metric_name, top_k_accuracy  # noqa: E402
@@ -31,9 +27,15 @@ def tiny_model(c: int = 3) -> nn.Sequential:
     return nn.Sequential(body, create_head(16, c, lin_ftrs=[16]))
 
 
-def make_learner(tmp_path, **kwargs) -> Learner:
-    kwargs.setdefault("metrics", accuracy)
-    return Learner(TinyDLs(), tiny_model(), path=tmp_path, device="cpu", **kwargs)
+@pytest.fixture
+def make_learner(tiny_dls):
+    """The helper below, its data from the ``tiny_dls`` fixture."""
+
+    def make_learner(tmp_path, **kwargs) -> Learner:
+        kwargs.setdefault("metrics", accuracy)
+        return Learner(tiny_dls(), tiny_model(), path=tmp_path, device="cpu", **kwargs)
+
+    return make_learner
 
 
 def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -50,12 +52,17 @@ class Events(Callback):
             self.lrs.append((self.learn.fit_index, self.learn.pct_train, self.learn.group_lrs()))
 
 
-def test_default_splitter_gives_three_groups(tmp_path):
-    assert make_learner(tmp_path).n_groups == 3
+def test_default_splitter_gives_early_body_late_body_and_head(tmp_path, make_learner):
+    learn = make_learner(tmp_path)
+    body, head = learn.model[0], learn.model[1]
+    ids = [{id(p) for p in g} for g in learn.param_groups]
+    assert ids == [{id(p) for m in body[:3] for p in m.parameters()},  # first conv + bn
+                   {id(p) for m in body[3:] for p in m.parameters()},  # second conv + bn
+                   {id(p) for p in head.parameters()}]
 
 
 @pytest.mark.parametrize("train_bn", [True, False])
-def test_frozen_groups_do_not_change_and_batchnorm_follows_train_bn(tmp_path, train_bn):
+def test_frozen_groups_do_not_change_and_batchnorm_follows_train_bn(tmp_path, train_bn, make_learner):
     learn = make_learner(tmp_path, train_bn=train_bn)
     learn.freeze()
     before = snapshot(learn.model)
@@ -67,7 +74,7 @@ def test_frozen_groups_do_not_change_and_batchnorm_follows_train_bn(tmp_path, tr
     assert torch.equal(before["0.1.weight"], after["0.1.weight"]) != train_bn  # frozen group's BN
 
 
-def test_unfreeze_trains_everything(tmp_path):
+def test_unfreeze_trains_everything(tmp_path, make_learner):
     learn = make_learner(tmp_path)
     learn.freeze()
     learn.unfreeze()
@@ -76,7 +83,7 @@ def test_unfreeze_trains_everything(tmp_path):
     assert not torch.equal(before["0.0.weight"], learn.model.state_dict()["0.0.weight"])
 
 
-def test_fine_tune_on_a_one_group_model_trains_the_whole_model_in_both_phases(tmp_path):
+def test_fine_tune_on_a_one_group_model_trains_the_whole_model_in_both_phases(tmp_path, make_learner):
     """fastai: freeze() on a single parameter group freezes nothing (that group is the last one)."""
     learn = make_learner(tmp_path, splitter=lambda m: [list(m.parameters())])
     trainable = []
@@ -91,13 +98,13 @@ def test_fine_tune_on_a_one_group_model_trains_the_whole_model_in_both_phases(tm
     assert not torch.equal(before["0.0.weight"], learn.model.state_dict()["0.0.weight"])
 
 
-def test_lr_of_wrong_length_names_group_count(tmp_path):
+def test_lr_of_wrong_length_names_group_count(tmp_path, make_learner):
     learn = make_learner(tmp_path)
     with pytest.raises(ValueError, match="3 parameter groups"):
         learn.fit(1, [1e-3, 1e-2])
 
 
-def test_fine_tune_follows_fastais_recipe_and_records_applied_lrs(tmp_path):
+def test_fine_tune_follows_fastais_recipe_and_records_applied_lrs(tmp_path, make_learner):
     learn = make_learner(tmp_path)
     ev = Events()
     frozen_during = []
@@ -120,7 +127,7 @@ def test_fine_tune_follows_fastais_recipe_and_records_applied_lrs(tmp_path):
     assert learn.recorder.lrs[0] == pytest.approx(phase2[0][1])  # the recorder sees the same values
 
 
-def test_events_fire_in_order(tmp_path):
+def test_events_fire_in_order(tmp_path, make_learner):
     learn = make_learner(tmp_path)
     ev = Events()
     learn.fit(1, cbs=ev)
@@ -132,7 +139,7 @@ def test_events_fire_in_order(tmp_path):
     assert ev not in learn.cbs  # fit(cbs=...) callbacks are removed afterwards
 
 
-def test_nan_loss_stops_training_and_names_the_batch(tmp_path):
+def test_nan_loss_stops_training_and_names_the_batch(tmp_path, make_learner):
     calls = {"n": 0}
 
     def loss_func(pred, targ):
@@ -146,7 +153,7 @@ def test_nan_loss_stops_training_and_names_the_batch(tmp_path):
     assert learn.nan_at == (0, 2) and len(learn.recorder.values) == 0
 
 
-def test_nan_in_the_frozen_phase_stops_fine_tune(tmp_path):
+def test_nan_in_the_frozen_phase_stops_fine_tune(tmp_path, make_learner):
     def loss_func(pred, targ):
         return nn.functional.cross_entropy(pred, targ) * float("nan")
 
@@ -159,7 +166,7 @@ def test_nan_in_the_frozen_phase_stops_fine_tune(tmp_path):
     assert learn.fit_index == 0  # the unfrozen phase never started
 
 
-def test_resume_keeps_the_best_so_far_of_save_model_and_early_stopping(tmp_path):
+def test_resume_keeps_the_best_so_far_of_save_model_and_early_stopping(tmp_path, tiny_dls):
     # the run is stopped after epoch 3 of 6; epoch 1 was the best. A resumed SaveModelCallback must
     # remember that, or it takes epoch 3 for an improvement and reloads the wrong weights at the end
     class Stop(Exception):
@@ -172,7 +179,7 @@ def test_resume_keeps_the_best_so_far_of_save_model_and_early_stopping(tmp_path)
 
     def run(path, extra=(), resume=None):
         torch.manual_seed(0)
-        learn = Learner(TinyDLs(n=48, seed=1), tiny_model(), path=path, device="cpu", metrics=accuracy)
+        learn = Learner(tiny_dls(n=48, seed=1), tiny_model(), path=path, device="cpu", metrics=accuracy)
         stop = EarlyStoppingCallback(patience=10)
         learn.fit_one_cycle(6, 0.5, cbs=[SaveModelCallback(fname="best"), stop, *extra], resume=resume)
         return learn, stop
@@ -193,7 +200,7 @@ def test_a_partial_metric_is_named_after_its_function():
     assert metric_name(partial(top_k_accuracy, k=2)) == "top_k_accuracy"
 
 
-def test_out_of_memory_says_so_and_suggests_smaller_bs(tmp_path):
+def test_out_of_memory_says_so_and_suggests_smaller_bs(tmp_path, make_learner):
     class OOM(Callback):
         def before_batch(self):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
@@ -203,13 +210,13 @@ def test_out_of_memory_says_so_and_suggests_smaller_bs(tmp_path):
         learn.fit(1, cbs=OOM())
 
 
-def test_early_stopping_stops_after_patience(tmp_path):
+def test_early_stopping_stops_after_patience(tmp_path, make_learner):
     learn = make_learner(tmp_path)
     learn.fit(10, cbs=EarlyStoppingCallback(monitor="accuracy", min_delta=10, patience=2))
     assert len(learn.recorder.values) == 3  # best at epoch 0, no improvement for 2 epochs
 
 
-def test_save_model_callback_reloads_the_best_epoch(tmp_path):
+def test_save_model_callback_reloads_the_best_epoch(tmp_path, make_learner):
     learn = make_learner(tmp_path)
     weights = []
 
@@ -226,16 +233,20 @@ def test_save_model_callback_reloads_the_best_epoch(tmp_path):
         assert torch.equal(v, weights[best][k]), k
 
 
-def test_csv_logger_writes_a_row_per_epoch_and_warns_before_replacing(tmp_path):
+def test_csv_logger_writes_a_row_per_epoch_and_warns_before_replacing(tmp_path, make_learner):
     learn = make_learner(tmp_path)
     learn.fit(2, cbs=CSVLogger())
     lines = (tmp_path / "history.csv").read_text().splitlines()
-    assert lines[0].startswith("epoch,train_loss,valid_loss,accuracy") and len(lines) == 3
+    assert lines[0].split(",")[:4] == ["epoch", "train_loss", "valid_loss", "accuracy"]
+    rows = [ln.split(",") for ln in lines[1:]]
+    assert [r[0] for r in rows] == ["0", "1"]  # one row per epoch, in order
+    for row, values in zip(rows, learn.recorder.values):  # the recorder's numbers: losses and accuracy
+        assert [float(v) for v in row[1:4]] == pytest.approx(values[:3], rel=1e-4, abs=1e-5)
     with pytest.warns(UserWarning, match="replacing"):
         learn.fit(1, cbs=CSVLogger())
 
 
-def test_gradient_accumulation_steps_every_n_acc_samples(tmp_path):
+def test_gradient_accumulation_steps_every_n_acc_samples(tmp_path, make_learner):
     learn = make_learner(tmp_path)
     ev = Events()
     learn.fit(1, cbs=[ev, GradientAccumulation(n_acc=16)])  # batches of 8, 8, 8, 8, 4 samples
@@ -243,7 +254,7 @@ def test_gradient_accumulation_steps_every_n_acc_samples(tmp_path):
     assert ev.events.count("after_step") == 2  # after 16 and 32 samples; the last 4 never reach 16
 
 
-def test_gradient_clip_bounds_the_norm(tmp_path):
+def test_gradient_clip_bounds_the_norm(tmp_path, make_learner):
     norms = []
 
     class Norm(Callback):
@@ -258,7 +269,7 @@ def test_gradient_clip_bounds_the_norm(tmp_path):
     assert max(norms) <= 0.01 + 1e-6
 
 
-def test_save_and_load_round_trip_model_and_optimizer(tmp_path):
+def test_save_and_load_round_trip_model_and_optimizer(tmp_path, make_learner):
     learn = make_learner(tmp_path)
     learn.fit(1)
     f = learn.save("stage-1")
@@ -273,7 +284,7 @@ def test_save_and_load_round_trip_model_and_optimizer(tmp_path):
         learn.load("nope")
 
 
-def test_lr_find_restores_the_model_and_suggests(tmp_path):
+def test_lr_find_restores_the_model_and_suggests(tmp_path, make_learner):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -292,7 +303,7 @@ def test_lr_find_restores_the_model_and_suggests(tmp_path):
     assert learn.opt is None  # a fresh optimizer for the real fit
 
 
-def test_same_seed_gives_same_weights(tmp_path):
+def test_same_seed_gives_same_weights(tmp_path, make_learner):
     results = []
     for _ in range(2):
         torch.manual_seed(42)
@@ -302,7 +313,7 @@ def test_same_seed_gives_same_weights(tmp_path):
     assert all(torch.equal(v, results[1][k]) for k, v in results[0].items())
 
 
-def test_validate_and_get_preds_cover_the_whole_valid_set(tmp_path):
+def test_validate_and_get_preds_cover_the_whole_valid_set(tmp_path, make_learner):
     learn = make_learner(tmp_path)
     learn.fit(1)
     loss, acc = learn.validate()
@@ -320,7 +331,7 @@ def _conv_dtypes(learn: Learner) -> list[torch.dtype]:
     return dtypes
 
 
-def test_bf16_autocast_trains_on_cpu(tmp_path):
+def test_bf16_autocast_trains_on_cpu(tmp_path, make_learner):
     learn = make_learner(tmp_path).to_bf16(force=True)
     dtypes, before = _conv_dtypes(learn), snapshot(learn.model)
     learn.fit(1)
@@ -330,7 +341,7 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     assert learn.to_fp32().scaler is None
 
 
-def test_plot_loss_is_agg_safe(tmp_path):
+def test_plot_loss_is_agg_safe(tmp_path, make_learner):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -340,14 +351,14 @@ def test_plot_loss_is_agg_safe(tmp_path):
     assert len(ax.lines) == 2
 
 
-def test_layer_decay_gives_geometric_group_lrs():
-    learn = vision_learner(TinyDLs(), "resnet10t", pretrained=False, layer_decay=0.5, lr=1e-3, device="cpu")
+def test_layer_decay_gives_geometric_group_lrs(tiny_dls):
+    learn = vision_learner(tiny_dls(), "resnet10t", pretrained=False, layer_decay=0.5, lr=1e-3, device="cpu")
     assert learn.n_groups == 6
     learn.create_opt()
     assert learn.group_lrs() == pytest.approx([1e-3 * 0.5**k for k in range(5, -1, -1)])
 
 
-def test_raw_model_unwraps_wrappers(tmp_path):
+def test_raw_model_unwraps_wrappers(tmp_path, make_learner):
     learn = make_learner(tmp_path)
     inner = learn.model
 
@@ -360,7 +371,7 @@ def test_raw_model_unwraps_wrappers(tmp_path):
     assert learn.raw_model is inner
 
 
-def test_fp16_uses_a_grad_scaler(tmp_path):
+def test_fp16_uses_a_grad_scaler(tmp_path, make_learner):
     learn = make_learner(tmp_path).to_fp16(force=True)
     dtypes = _conv_dtypes(learn)
     learn.fit(1)
@@ -374,8 +385,8 @@ def test_epoch_table_is_one_html_table_in_a_notebook(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     code = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-        "from tinydata import TinyDLs\n"
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parents[2])!r})\n"  # a kernel: not pytest's path
+        "from tests.tinydata import TinyDLs\n"
         "from torch import nn\n"
         "from vision_tl.train.learner import Learner\n"
         "m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))\n"
@@ -391,21 +402,21 @@ def test_epoch_table_is_one_html_table_in_a_notebook(tmp_path):
 
 
 @pytest.mark.parametrize("arch", ["resnet10t", "torchvision_resnet18"])
-def test_model_config_rebuilds_the_same_network(arch):
+def test_model_config_rebuilds_the_same_network(arch, tiny_dls):
     """load_learner rebuilds from learn.model_config: names and shapes must match the trained model."""
     import torchvision
 
     from vision_tl.models.build import build_model
 
     spec = torchvision.models.resnet18 if arch.startswith("torchvision") else arch
-    learn = vision_learner(TinyDLs(), spec, pretrained=False, lin_ftrs=[32], ps=0.1, device="cpu")
+    learn = vision_learner(tiny_dls(), spec, pretrained=False, lin_ftrs=[32], ps=0.1, device="cpu")
     rebuilt = build_model(learn.model_config)
     want = {k: v.shape for k, v in learn.raw_model.state_dict().items()}
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == want
     assert learn.model_config.source == ("torchvision" if arch.startswith("torchvision") else "timm")
 
 
-def test_fine_tune_phases_see_different_shuffles(tmp_path):
+def test_fine_tune_phases_see_different_shuffles(tmp_path, make_learner):
     """The frozen and the unfrozen epoch of fine_tune must not replay the same batch order."""
     orders: dict[int, list[list[int]]] = {}
 

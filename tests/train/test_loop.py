@@ -6,14 +6,10 @@ import re
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
-
-sys.path.insert(0, str(Path(__file__).parent))
-from tinydata import TinyDLs  # noqa: E402
 
 from vision_tl.metrics import accuracy  # noqa: E402
 from vision_tl.models.heads import create_head  # noqa: E402
@@ -26,7 +22,7 @@ def tiny_model(c: int = 3) -> nn.Sequential:
     return nn.Sequential(body, create_head(8, c, lin_ftrs=[16]))
 
 
-def test_a_learner_subclass_overriding_train_step_trains_with_it(tmp_path):
+def test_a_learner_subclass_overriding_train_step_trains_with_it(tmp_path, tiny_dls):
     class L1Learner(Learner):
         steps = 0
 
@@ -40,7 +36,7 @@ def test_a_learner_subclass_overriding_train_step_trains_with_it(tmp_path):
             self.step()
             self.opt.zero_grad()
 
-    learn = L1Learner(TinyDLs(), tiny_model(), path=tmp_path, device="cpu", metrics=accuracy)
+    learn = L1Learner(tiny_dls(), tiny_model(), path=tmp_path, device="cpu", metrics=accuracy)
     learn.fit_one_cycle(4, 2e-2)
     assert learn.steps == 4 * len(learn.dls.train)
     assert len(learn.recorder.losses) == learn.steps  # the Recorder saw every custom step's loss
@@ -48,7 +44,7 @@ def test_a_learner_subclass_overriding_train_step_trains_with_it(tmp_path):
     assert last[1] < first[1] and last[2] >= 0.75  # valid loss falls; accuracy well above 1/3
 
 
-def test_eval_step_is_what_validate_and_get_preds_run(tmp_path):
+def test_eval_step_is_what_validate_and_get_preds_run(tmp_path, tiny_dls):
     class FlipAveraged(Learner):
         def eval_step(self):
             (x,) = self.xb
@@ -56,7 +52,7 @@ def test_eval_step_is_what_validate_and_get_preds_run(tmp_path):
             if self.yb:
                 self.loss = self.loss_func(self.pred, *self.yb)
 
-    learn = FlipAveraged(TinyDLs(), tiny_model(), path=tmp_path, device="cpu", metrics=accuracy)
+    learn = FlipAveraged(tiny_dls(), tiny_model(), path=tmp_path, device="cpu", metrics=accuracy)
     probs, targs = learn.get_preds()
     model, x = learn.model.eval(), learn.dls.valid.x
     with torch.no_grad():
@@ -66,7 +62,7 @@ def test_eval_step_is_what_validate_and_get_preds_run(tmp_path):
     assert loss == pytest.approx(float(nn.functional.cross_entropy(expect.log(), targs)), rel=1e-5)
 
 
-def test_validation_is_gathered_by_the_callback_in_the_gather_preds_place(tmp_path):
+def test_validation_is_gathered_by_the_callback_in_the_gather_preds_place(tmp_path, tiny_dls):
     from vision_tl.train.gather import GatherPreds
 
     class FirstHalf(GatherPreds):  # a stand-in, as DistributedTrainer puts its all-gather version there
@@ -74,7 +70,7 @@ def test_validation_is_gathered_by_the_callback_in_the_gather_preds_place(tmp_pa
             preds, targs, inputs, loss = super().combine()
             return preds[:6], targs[:6], inputs, loss
 
-    learn = Learner(TinyDLs(), tiny_model(), path=tmp_path, device="cpu", metrics=accuracy)
+    learn = Learner(tiny_dls(), tiny_model(), path=tmp_path, device="cpu", metrics=accuracy)
     assert isinstance(learn.gather_preds, GatherPreds) and learn.gather_preds in learn.cbs
     probs, targs = learn.get_preds()
     assert probs.shape == (12, 3) and targs.tolist() == learn.dls.valid.y.tolist()
@@ -84,8 +80,8 @@ def test_validation_is_gathered_by_the_callback_in_the_gather_preds_place(tmp_pa
     assert probs.shape == (6, 3) and targs.tolist() == learn.dls.valid.y[:6].tolist()
 
 
-def test_float_multi_label_targets_are_gathered_as_they_are(tmp_path):
-    dls = TinyDLs()
+def test_float_multi_label_targets_are_gathered_as_they_are(tmp_path, tiny_dls):
+    dls = tiny_dls()
     for dl in (dls.train, dls.valid):
         dl.y = nn.functional.one_hot(dl.y, 3).float()
     learn = Learner(dls, tiny_model(), loss_func=nn.BCEWithLogitsLoss(), path=tmp_path, device="cpu")
@@ -97,7 +93,7 @@ def test_float_multi_label_targets_are_gathered_as_they_are(tmp_path):
     assert loss == pytest.approx(float(nn.functional.binary_cross_entropy_with_logits(logits, targs)), rel=1e-4)
 
 
-def test_the_live_loss_in_the_bar_is_refreshed_after_every_batch(tmp_path):
+def test_the_live_loss_in_the_bar_is_refreshed_after_every_batch(tmp_path, tiny_dls):
     shown = []
 
     class Probe(Callback):
@@ -107,13 +103,13 @@ def test_the_live_loss_in_the_bar_is_refreshed_after_every_batch(tmp_path):
             if self.learn.training:
                 shown.append((self.learn.progress.bar.postfix, f"loss {self.learn.recorder.smooth_loss:.4f}"))
 
-    learn = Learner(TinyDLs(n=40), tiny_model(), path=tmp_path, device="cpu")  # 4 training batches
+    learn = Learner(tiny_dls(n=40), tiny_model(), path=tmp_path, device="cpu")  # 4 training batches
     learn.fit(2, cbs=Probe())
     assert len(shown) == 8 and all(bar == want for bar, want in shown)
 
 
-def test_lr_find_shows_one_bar_counting_iterations_not_epochs(tmp_path, capsys):
-    learn = Learner(TinyDLs(n=40), tiny_model(), path=tmp_path, device="cpu")  # 4 batches an epoch
+def test_lr_find_shows_one_bar_counting_iterations_not_epochs(tmp_path, capsys, tiny_dls):
+    learn = Learner(tiny_dls(n=40), tiny_model(), path=tmp_path, device="cpu")  # 4 batches an epoch
     learn.lr_find(num_it=12, show_plot=False)
     err = capsys.readouterr().err
     assert "epoch" not in err and "valid" not in err

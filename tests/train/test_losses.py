@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from tinydata import TinyDLs
 from torch import nn
 
 from vision_tl.train.learner import Learner
@@ -65,13 +64,13 @@ def test_label_smoothing_is_one_minus_eps_nll_plus_eps_mean_neg_log_prob():
         LabelSmoothingCrossEntropy(1.0)
 
 
-def test_the_learner_picks_bce_for_multi_label_data_and_flat_cross_entropy_otherwise(tmp_path):
-    class MultiDLs(TinyDLs):
+def test_the_learner_picks_bce_for_multi_label_data_and_flat_cross_entropy_otherwise(tmp_path, tiny_dls):
+    class MultiDLs(tiny_dls):
         multi_label = True
 
     assert isinstance(default_loss_func(MultiDLs()), BCEWithLogitsLossFlat)
-    assert isinstance(default_loss_func(TinyDLs()), CrossEntropyLossFlat)
-    dls = TinyDLs()
+    assert isinstance(default_loss_func(tiny_dls()), CrossEntropyLossFlat)
+    dls = tiny_dls()
     learn = Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 3)), path=tmp_path)
     assert isinstance(learn.loss_func, CrossEntropyLossFlat)
     # the same numbers as before (nn.CrossEntropyLoss): validation loss and per-item losses

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
-
-sys.path.insert(0, str(Path(__file__).parent))
-from tinydata import TinyDLs  # noqa: E402
 
 from vision_tl.models.heads import create_head  # noqa: E402
 from vision_tl.train.callbacks import Callback  # noqa: E402
@@ -43,15 +37,21 @@ class Spy(Callback):
         })
 
 
-def fit_with(mixer, seed=0):
-    torch.manual_seed(seed)
-    learn = Learner(TinyDLs(n=32, bs=8), tiny_model(), device="cpu", lr=1e-3)
-    spy = Spy(mixer)
-    learn.fit(1, cbs=[mixer, spy])
-    return learn, spy
+@pytest.fixture
+def fit_with(tiny_dls):
+    """The helper below, its data from the ``tiny_dls`` fixture."""
+
+    def fit_with(mixer, seed=0):
+        torch.manual_seed(seed)
+        learn = Learner(tiny_dls(n=32, bs=8), tiny_model(), device="cpu", lr=1e-3)
+        spy = Spy(mixer)
+        learn.fit(1, cbs=[mixer, spy])
+        return learn, spy
+
+    return fit_with
 
 
-def test_mixup_training_loss_is_the_lam_weighted_mix_of_both_labels():
+def test_mixup_training_loss_is_the_lam_weighted_mix_of_both_labels(fit_with):
     learn, spy = fit_with(MixUp(0.4))
     train = [r for r in spy.rows if r["training"]]
     assert train
@@ -69,7 +69,7 @@ def test_mixup_training_loss_is_the_lam_weighted_mix_of_both_labels():
     assert isinstance(learn.loss_func, nn.CrossEntropyLoss)  # restored after fit
 
 
-def test_mixup_and_cutmix_leave_validation_alone():
+def test_mixup_and_cutmix_leave_validation_alone(fit_with):
     for mixer in (MixUp(), CutMix()):
         _, spy = fit_with(mixer)
         valid = [r for r in spy.rows if not r["training"]]
@@ -80,7 +80,7 @@ def test_mixup_and_cutmix_leave_validation_alone():
             assert r["loss"] == pytest.approx(float(nn.functional.cross_entropy(r["pred"], y)), rel=1e-5)
 
 
-def test_cutmix_pastes_one_box_and_weighs_the_loss_by_the_kept_area():
+def test_cutmix_pastes_one_box_and_weighs_the_loss_by_the_kept_area(fit_with):
     _, spy = fit_with(CutMix(1.0), seed=3)
     train = [r for r in spy.rows if r["training"]]
     ce = nn.CrossEntropyLoss(reduction="none")
@@ -102,7 +102,7 @@ def test_cutmix_pastes_one_box_and_weighs_the_loss_by_the_kept_area():
     assert saw_box
 
 
-def test_mixup_is_repeatable_with_a_seed_and_differs_from_plain_training():
+def test_mixup_is_repeatable_with_a_seed_and_differs_from_plain_training(fit_with):
     _, a = fit_with(MixUp(), seed=1)
     _, b = fit_with(MixUp(), seed=1)
     assert [r["loss"] for r in a.rows] == [r["loss"] for r in b.rows]

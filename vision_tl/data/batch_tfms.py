@@ -205,16 +205,24 @@ class Normalize(BatchTransform):
         """fastai's spelling: ``Normalize.from_stats(*imagenet_stats)``."""
         return cls(mean, std)
 
-    def __call__(self, x: Tensor, train: bool = False, generator: torch.Generator | None = None) -> Tensor:
-        key = (x.device, x.dtype)
+    def _stats(self, device: torch.device, dtype: torch.dtype, scale: float = 1.0) -> tuple[Tensor, Tensor]:
+        key = (device, dtype, scale)
         if key not in self._cache:
             view = (1, len(self.mean), 1, 1)
             self._cache[key] = (
-                torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(view),
-                torch.tensor(self.std, device=x.device, dtype=x.dtype).view(view),
+                torch.tensor([m * scale for m in self.mean], device=device, dtype=dtype).view(view),
+                torch.tensor([s * scale for s in self.std], device=device, dtype=dtype).view(view),
             )
-        mean, std = self._cache[key]
+        return self._cache[key]
+
+    def __call__(self, x: Tensor, train: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        mean, std = self._stats(x.device, x.dtype)
         return (x - mean) / std
+
+    def from_uint8(self, x: Tensor) -> Tensor:
+        """A uint8 NCHW batch to normalized float32 in one pass: ``(x - 255 mean) / (255 std)``."""
+        mean, std = self._stats(x.device, torch.float32, 255.0)
+        return x.to(torch.float32, memory_format=torch.contiguous_format).sub_(mean).div_(std)
 
     def decode(self, x: Tensor) -> Tensor:
         """Undo the normalization (for showing a batch)."""
@@ -269,13 +277,21 @@ def has_normalize(tfms: Sequence[Any] | None) -> bool:
 
 
 def apply_batch_tfms(
-    x: Tensor, tfms: Sequence[BatchTransform] | None, train: bool, generator: torch.Generator | None = None
+    x: Tensor, tfms: Sequence[BatchTransform] | None, train: bool, generator: torch.Generator | None = None,
+    normalize: Normalize | None = None,
 ) -> Tensor:
-    """uint8 NCHW -> float32 in [0, 1], then ``tfms`` sorted by ``order`` (random only when ``train``)."""
-    if x.dtype == torch.uint8:  # contiguous NCHW: grid_sample is several times slower on channels-last
+    """uint8 NCHW -> float32 in [0, 1], then ``tfms`` sorted by ``order`` (random only when ``train``), then
+    ``normalize`` (the model's normalization, given by its owner, the Learner's preprocessing spec).
+
+    With no ``tfms``, a uint8 batch is normalized in the same pass that makes it float (``Normalize.from_uint8``).
+    """
+    if x.dtype == torch.uint8:
+        if normalize is not None and not tfms:
+            return normalize.from_uint8(x)
+        # contiguous NCHW: grid_sample is several times slower on channels-last
         x = x.to(torch.float32, memory_format=torch.contiguous_format).div_(255)
     elif not torch.is_floating_point(x):
         raise TypeError(f"apply_batch_tfms expects a uint8 or float batch, got {x.dtype}")
     for t in sorted(tfms or (), key=lambda t: getattr(t, "order", 50)):
         x = t(x, train, generator=generator)
-    return x
+    return x if normalize is None else normalize(x)

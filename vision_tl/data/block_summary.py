@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from .describe import GetterError, describe, describe_source, func_name
 from .show import pipeline_summary
 from .sources import LabelError
 from .splitters import as_rows
@@ -18,17 +19,16 @@ __all__ = ["block_summary"]
 
 def block_summary(block: DataBlock, source: Any, bs: int = 4) -> tuple[str, DataLoaders | None]:
     """The report (ends with "OK: ..." or "FAILED at <step>: <error>") and the DataLoaders, if built."""
-    from .datablock import GetterError, _fname, describe, describe_source
 
     lines = [f"DataBlock summary for {describe_source(source)}", repr(block)]
-    step, dls = f"get_items {_fname(block.get_items) if block.get_items else '(the source is the items)'}", None
+    step, dls = f"get_items {func_name(block.get_items) if block.get_items else '(the source is the items)'}", None
     try:
         items = block.items_of(source)
         rows = as_rows(items)
         lines.append(f"{step}: {len(items)} items" + (f"; the first is {describe(rows[0])}" if len(items) else ""))
         if len(items) == 0:
             raise ValueError(f"no items found in {describe_source(source)}")
-        step = f"splitter {_fname(block.splitter)}"
+        step = f"splitter {func_name(block.splitter)}"
         train_idx, valid_idx = block.split(items)
         lines.append(f"{step}: {len(train_idx)} train, {len(valid_idx)} valid")
         if not train_idx:

@@ -18,10 +18,12 @@ import torch
 
 from ..basics import CategoryMap
 from .batch_size import auto_bs
+from .block_summary import block_summary
 from .blocks import CategoryBlock, ImageBlock, MultiCategoryBlock, RegressionBlock, RegressionDataset
 from .book_datasets import ItemView, RawDatasets
 from .dataloaders import DataLoaders
 from .datasets import ImageDataset
+from .describe import GetterError, describe, describe_source, func_name
 from .sources import LabelError
 from .splitters import RandomSplitter, as_rows, is_dataframe
 from .tfmd_dl import TfmdDL
@@ -31,49 +33,12 @@ __all__ = ["DataBlock", "Datasets", "GetterError"]
 _TARGET_BLOCKS = (CategoryBlock, MultiCategoryBlock, RegressionBlock)
 
 
-class GetterError(ValueError):
-    """``get_items``/``get_x``/the splitter failed; ``.step`` names the step, ``.item`` the item."""
-
-    def __init__(self, step: str, item: Any, reason: str):
-        self.step, self.item, self.reason = step, item, reason
-        super().__init__(f"{step} failed on {describe(item)}: {reason}")
-
-
-def describe(item: Any, n: int = 160) -> str:
-    """A short, readable name for an item (a path, or a DataFrame row as a dict)."""
-    if isinstance(item, Path):
-        text = str(item)
-    elif hasattr(item, "to_dict") and hasattr(item, "name"):  # a pandas Series: a row of the table
-        text = f"row {item.name!r} {item.to_dict()!r}"
-    else:
-        text = repr(item)
-    return text if len(text) <= n else text[: n - 3] + "..."
-
-
-def describe_source(source: Any) -> str:
-    """Where items came from, for messages: a folder, or a list/table of items (by size and first item)."""
-    if isinstance(source, (str, os.PathLike)):
-        return repr(str(source))
-    if is_dataframe(source):
-        return f"a table of {len(source)} rows (columns {list(source.columns)!r})"
-    try:
-        n = len(source)
-        first = as_rows(source)[0] if n else None
-    except Exception:  # noqa: BLE001 - any other source is described by its repr
-        return describe(source)
-    return f"the {n} items given" + (f" (the first is {describe(first)})" if n else "")
-
-
-def _fname(f: Any) -> str:
-    return getattr(f, "__name__", None) or repr(f)
-
-
 class _Compose:
     """Functions applied left to right (fastai composes a list given as one getter)."""
 
     def __init__(self, fs: Sequence[Callable]):
         self.fs = list(fs)
-        self.__name__ = " → ".join(_fname(f) for f in self.fs)
+        self.__name__ = " → ".join(func_name(f) for f in self.fs)
 
     def __call__(self, x: Any) -> Any:
         for f in self.fs:
@@ -178,7 +143,7 @@ class DataBlock:
         except (FileNotFoundError, NotADirectoryError):
             raise
         except Exception as e:  # noqa: BLE001 - re-raised naming the step and the source
-            raise GetterError(f"get_items {_fname(self.get_items)}", source, f"{type(e).__name__}: {e}") from e
+            raise GetterError(f"get_items {func_name(self.get_items)}", source, f"{type(e).__name__}: {e}") from e
         return items if is_dataframe(items) or isinstance(items, Sequence) else list(items)
 
     def split(self, items: Any) -> tuple[list[int], list[int]]:
@@ -186,15 +151,15 @@ class DataBlock:
         try:
             train_idx, valid_idx = self.splitter(items)
         except (ValueError, TypeError) as e:
-            raise type(e)(f"splitter {_fname(self.splitter)}: {e}") from e
+            raise type(e)(f"splitter {func_name(self.splitter)}: {e}") from e
         train_idx, valid_idx = [int(i) for i in train_idx], [int(i) for i in valid_idx]
         n = len(items)
         bad = [i for i in train_idx + valid_idx if not 0 <= i < n]
         if bad:
-            raise ValueError(f"splitter {_fname(self.splitter)} returned indices out of range for {n} items: {bad[:5]}")
+            raise ValueError(f"splitter {func_name(self.splitter)} returned indices out of range for {n} items: {bad[:5]}")
         both = set(train_idx) & set(valid_idx)
         if both:
-            raise ValueError(f"splitter {_fname(self.splitter)} put {len(both)} items in both sets "
+            raise ValueError(f"splitter {func_name(self.splitter)} put {len(both)} items in both sets "
                              f"(e.g. {describe(as_rows(items)[min(both)])})")
         return train_idx, valid_idx
 
@@ -205,20 +170,20 @@ class DataBlock:
             try:
                 x = self.get_x(row)
             except Exception as e:  # noqa: BLE001 - re-raised naming the item
-                raise GetterError(f"get_x {_fname(self.get_x)}", row, f"{type(e).__name__}: {e}") from e
+                raise GetterError(f"get_x {func_name(self.get_x)}", row, f"{type(e).__name__}: {e}") from e
         if isinstance(x, (str, os.PathLike)):
             return Path(x)
         if isinstance(x, bytes) or hasattr(x, "getbands"):  # bytes, or a PIL image
             return x
         hint = " (the items are table rows: pass get_x=ColReader('fname', pref=path))" if hasattr(x, "to_dict") else ""
-        raise GetterError(f"get_x {_fname(self.get_x)}" if self.get_x else "get_x (none given)", row,
+        raise GetterError(f"get_x {func_name(self.get_x)}" if self.get_x else "get_x (none given)", row,
                           f"gave {type(x).__name__}, not an image file path{hint}")
 
     def y_of(self, row: Any) -> Any:
         """Step 4: ``get_y(item)``, read by the target block (a failure names the item)."""
         if self.get_y is None:
             raise ValueError("DataBlock needs get_y: how to label an item (e.g. parent_label)")
-        name = f"get_y {_fname(self.get_y)}"
+        name = f"get_y {func_name(self.get_y)}"
         try:
             y = self.get_y(row)
         except Exception as e:  # noqa: BLE001 - any user error is re-raised with the item named
@@ -252,7 +217,7 @@ class DataBlock:
                 try:
                     return f(row)
                 except Exception as e:  # noqa: BLE001 - re-raised naming the step and the item
-                    raise GetterError(f"{step} {_fname(f)}", row, f"{type(e).__name__}: {e}") from e
+                    raise GetterError(f"{step} {func_name(f)}", row, f"{type(e).__name__}: {e}") from e
             return call
 
         return RawDatasets(rows, self.split(items), guarded(get_x, "get_x"), guarded(get_y, "get_y"))
@@ -303,8 +268,6 @@ class DataBlock:
         Prints the report (returns None) or returns it with ``print_it=False``; ``show_batch=True``
         then draws a batch (``kwargs`` go to ``show_batch``).
         """
-        from .block_summary import block_summary
-
         text, dls = block_summary(self, source, bs)
         if show_batch and dls is not None:
             dls.show_batch(**kwargs)
@@ -314,8 +277,8 @@ class DataBlock:
         return None
 
     def __repr__(self) -> str:
-        return (f"DataBlock(blocks={self.blocks}, get_items={_fname(self.get_items) if self.get_items else None}, "
-                f"get_x={_fname(self.get_x) if self.get_x else None}, get_y={_fname(self.get_y) if self.get_y else None}, "
+        return (f"DataBlock(blocks={self.blocks}, get_items={func_name(self.get_items) if self.get_items else None}, "
+                f"get_x={func_name(self.get_x) if self.get_x else None}, get_y={func_name(self.get_y) if self.get_y else None}, "
                 f"splitter={self.splitter!r}, item_tfms={self.item_tfms}, batch_tfms={self.batch_tfms})")
 
 

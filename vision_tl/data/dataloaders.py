@@ -171,13 +171,8 @@ class DataLoaders:
                 raise TypeError(f"batch_tfms must be batch transforms such as aug_transforms(), got {t!r}")
 
         def dl(old: TfmdDL, new_bs: int | None) -> TfmdDL:
-            ds = copy.copy(old.dataset)
-            ds.item_tfms, ds._warned = item_list, set()
-            return TfmdDL(ds, bs=new_bs or old.bs, train=old.train, batch_tfms=batch_list,
-                          device=old.device if device is None else device,
-                          num_workers=old.num_workers if num_workers is None else num_workers,
-                          drop_last=old._drop_last, seed=old.seed, with_labels=old.with_labels,
-                          persistent_workers=old.persistent_workers)
+            return old.new(old.dataset.with_item_tfms(item_list), bs=new_bs, batch_tfms=batch_list, device=device,
+                           num_workers=num_workers)
 
         out = copy.copy(self)
         if val_bs is None and self.valid.bs == self.bs:  # the valid batch size followed bs: it still does

@@ -10,6 +10,7 @@ count one image twice in the metrics and shift every prediction after it onto th
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -63,6 +64,12 @@ class ImageDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def with_item_tfms(self, item_tfms: list) -> ImageDataset:
+        """A copy on the same items and labels with other item transforms (and no bad image warned yet)."""
+        ds = copy.copy(self)
+        ds.item_tfms, ds._warned = item_tfms, set()
+        return ds
 
     def load(self, i: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """Decode item ``i`` and apply the item transforms (raises :class:`ImageError`)."""

@@ -48,7 +48,7 @@ class ImageDataLoaders(DataLoaders):
         items = resolve_files(path, fnames)
         if len(labels) != len(items):
             raise ValueError(f"from_lists: {len(items)} fnames but {len(labels)} labels")
-        block = DataBlock(blocks=(ImageBlock, y_block or CategoryBlock), get_x=_first, get_y=_second,
+        block = DataBlock(blocks=(ImageBlock, y_block or CategoryBlock), get_x=_file_of_pair, get_y=_label_of_pair,
                           splitter=RandomSplitter(valid_pct, seed))
         return cls._loaders(block, list(zip(items, labels)), path, seed, label_func=None, **kwargs)
 
@@ -175,12 +175,12 @@ class _FileColumn:
         return p if p.is_absolute() or p.exists() else self.base / p
 
 
-def _first(pair: tuple) -> Any:
+def _file_of_pair(pair: tuple) -> Any:
     """``from_lists``' get_x: the file of a (file, label) pair."""
     return pair[0]
 
 
-def _second(pair: tuple) -> Any:
+def _label_of_pair(pair: tuple) -> Any:
     """``from_lists``' get_y: the label of a (file, label) pair."""
     return pair[1]
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
-from .batch_tfms import BatchTransform, apply_batch_tfms
+from .batch_tfms import BatchTransform, Normalize, apply_batch_tfms
 from .datasets import ImageDataset, collate_uint8
 from .item_tfms import limit_worker_threads
 
@@ -75,8 +75,9 @@ class _Collate:
     the device, and the main process stays free for the model.
     """
 
-    def __init__(self, batch_tfms: list[BatchTransform] | None = None, train: bool = False):
-        self.batch_tfms, self.train = batch_tfms, train
+    def __init__(self, batch_tfms: list[BatchTransform] | None = None, train: bool = False,
+                 normalize: Normalize | None = None):
+        self.batch_tfms, self.train, self.normalize = batch_tfms, train, normalize
 
     def __call__(self, batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, Any] | _Failed:
         failed = next((b for b in batch if isinstance(b, _Failed)), None)
@@ -86,7 +87,8 @@ class _Collate:
             x, y = collate_uint8(batch)
             key = batch[0][2] if len(batch[0]) > 2 else None
             if self.batch_tfms is not None:
-                x = apply_batch_tfms(x, self.batch_tfms, self.train, generator=_batch_generator(key))
+                x = apply_batch_tfms(x, self.batch_tfms, self.train, generator=_batch_generator(key),
+                                     normalize=self.normalize)
         except Exception as e:  # noqa: BLE001 - in a worker, carried back whole where possible
             if (failed := _carried(e)) is None or torch.utils.data.get_worker_info() is None:
                 raise
@@ -253,6 +255,18 @@ class TfmdDL:
         self._drop_last = value
         self._loader = None
 
+    def new(self, dataset: ImageDataset | None = None, bs: int | None = None,
+            batch_tfms: list[BatchTransform] | None = None, device: torch.device | str | None = None,
+            num_workers: int | None = None) -> TfmdDL:
+        """A loader like this one (mode, seed, drop_last setting, labels, workers) with what is given changed."""
+        return TfmdDL(
+            self.dataset if dataset is None else dataset, bs=bs or self.bs, train=self.train,
+            batch_tfms=list(self.batch_tfms) if batch_tfms is None else batch_tfms,
+            device=self.device if device is None else device,
+            num_workers=self.num_workers if num_workers is None else num_workers, drop_last=self._drop_last,
+            seed=self.seed, with_labels=self.with_labels, persistent_workers=self.persistent_workers,
+        )
+
     # -- sampling -------------------------------------------------------------------------------
     @property
     def sampler(self) -> Sampler | None:
@@ -280,16 +294,18 @@ class TfmdDL:
         n = len(self._indices_sampler())
         return n // self.bs if self.drop_last else math.ceil(n / self.bs)
 
-    def _torch_loader(self) -> DataLoader:
+    def _torch_loader(self, normalize: Normalize | None = None) -> DataLoader:
         ds, workers = self.dataset, self.num_workers
-        in_workers = (self.device.type == "cpu" and workers > 0 and bool(self.batch_tfms)
+        in_workers = (self.device.type == "cpu" and workers > 0 and (bool(self.batch_tfms) or normalize is not None)
                       and all(isinstance(t, BatchTransform) for t in self.batch_tfms))
         # workers hold copies of the dataset and batch transforms: rebuild them when those change
         key = (self.bs, self.drop_last, workers, self.device.type, id(self._sampler), id(ds), ds.train,
                ds.on_bad_image, tuple(repr(t) for t in ds.item_tfms), len(ds), self.train,
-               tuple(id(t) for t in self.batch_tfms) if in_workers else None)
+               (tuple(id(t) for t in self.batch_tfms), normalize and (normalize.mean, normalize.std))
+               if in_workers else None)
         if self._loader is None or self._loader_key != key:
-            collate = _Collate(list(self.batch_tfms) if in_workers else None, self.train)
+            collate = _Collate(list(self.batch_tfms) if in_workers else None, self.train,
+                               normalize if in_workers else None)
             self._loader = DataLoader(
                 _CarryErrors(self.dataset) if workers > 0 else self.dataset, batch_size=self.bs, sampler=_SeededSampler(self), drop_last=self.drop_last,
                 collate_fn=collate, num_workers=workers, pin_memory=self.device.type == "cuda",
@@ -304,9 +320,15 @@ class TfmdDL:
         return self._loader
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        return self.batches()
+
+    def batches(self, normalize: Normalize | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
+        """One pass (what iterating does), the images normalized by ``normalize`` where they become float:
+        in the workers when the device is the CPU, else on the device (fused with uint8 -> float when
+        there are no batch transforms). The Learner passes its preprocessing spec's ``Normalize`` here."""
         self._current_epoch = self._epoch
         self._epoch += 1
-        it = iter(self._torch_loader())
+        it = iter(self._torch_loader(normalize))
         _watch_workers(it)
         for batch in it:
             if isinstance(batch, _Failed):
@@ -314,7 +336,8 @@ class TfmdDL:
             xb, yb, key = batch
             xb = xb.to(self.device, non_blocking=True)
             if xb.dtype == torch.uint8:  # not transformed in a worker: do it here, on the device
-                xb = apply_batch_tfms(xb, self.batch_tfms, self.train, generator=_batch_generator(key))
+                xb = apply_batch_tfms(xb, self.batch_tfms, self.train, generator=_batch_generator(key),
+                                      normalize=normalize)
             yield (xb, yb.to(self.device, non_blocking=True)) if self.with_labels else (xb,)
 
     def one_batch(self, unique: bool = False) -> tuple[torch.Tensor, ...]:

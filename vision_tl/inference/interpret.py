@@ -15,9 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics
-from .interpret_common import _grid, _ordered_dl, item_image, report_lines  # noqa: F401 - names used from here
+from .interpret_common import image_grid, item_image, ordered_dl, report_lines
+from .interpret_multi import MultiLabelInterpretation
 
 _SCORES = {"precision": metrics.Precision, "recall": metrics.Recall, "f1": metrics.F1Score}
+__all__ = ["ClassificationInterpretation", "item_image", "report_lines", "show_results"]
 
 
 class ClassificationInterpretation:
@@ -61,10 +63,8 @@ class ClassificationInterpretation:
         with ``learn`` and keep per-item losses. A multi-label learner gets a ``MultiLabelInterpretation``
         (a 2x2 confusion matrix per class)."""
         if getattr(getattr(learn, "dls", None), "multi_label", False):
-            from .interpret_multi import MultiLabelInterpretation
-
             return MultiLabelInterpretation.from_learner(learn, ds_idx, dl)
-        dl = dl if dl is not None else _ordered_dl(learn, ds_idx)
+        dl = dl if dl is not None else ordered_dl(learn, ds_idx)
         probs, targets, losses = learn.get_preds(dl=dl, with_loss=True)
         ds = dl.dataset
         return cls(learn.dls.vocab, probs, targets, losses, items=getattr(ds, "items", None), dataset=ds)
@@ -157,7 +157,7 @@ class ClassificationInterpretation:
         """The ``k`` worst-predicted images titled ``predicted / actual / loss / probability of actual``
         (None, or the ``Figure`` with ``return_fig=True``)."""
         losses, idxs = self.top_losses(k, largest)
-        fig = _grid(
+        fig = image_grid(
             [self._image(int(i)) for i in idxs],
             [f"{self.vocab[int(self.preds[i])]}/{self.vocab[int(self.targets[i])]}\n"
              f"{float(loss):.2f} / {float(self.probs[i, self.targets[i]]):.2f}" for loss, i in zip(losses, idxs)],
@@ -170,7 +170,7 @@ def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, nc
                  nrows: int | None = None, figsize: tuple[float, float] | None = None, return_fig: bool = False) -> Any:
     """``learn.show_results``: validation images titled ``actual / predicted`` (green right, red wrong).
     Returns None (a notebook shows the grid once), or the ``Figure`` with ``return_fig=True``."""
-    ds = (dl if dl is not None else _ordered_dl(learn, ds_idx)).dataset
+    ds = (dl if dl is not None else ordered_dl(learn, ds_idx)).dataset
     n = min(max_n, len(ds))
     if n == 0:
         raise ValueError("show_results: the dataset is empty")
@@ -187,13 +187,13 @@ def show_results(learn: Any, ds_idx: int = 1, dl: Any = None, max_n: int = 9, nc
         predicted_sets = [";".join(labs) or "-" for labs in pred.decode(probs)]
         titles = [f"{a}\n{p}" for a, p in zip(actual_sets, predicted_sets)]
         colors = ["green" if a == p else "red" for a, p in zip(actual_sets, predicted_sets)]
-        fig = _grid(images, titles, ncols, colors=colors, suptitle="actual / predicted")
+        fig = image_grid(images, titles, ncols, colors=colors, suptitle="actual / predicted")
         return fig if return_fig else None
     actual = [int(ds.labels[i]) if getattr(ds, "labels", None) is not None else -1 for i in range(n)]
     predicted = probs.argmax(1).tolist()
     titles = [f"{vocab[a] if a >= 0 else '?'}\n{vocab[p]}" for a, p in zip(actual, predicted)]
     colors = ["green" if a == p else "red" for a, p in zip(actual, predicted)]
-    fig = _grid(images, titles, ncols, colors=colors, suptitle="actual / predicted", nrows=nrows, figsize=figsize)
+    fig = image_grid(images, titles, ncols, colors=colors, suptitle="actual / predicted", nrows=nrows, figsize=figsize)
     return fig if return_fig else None
 
 

@@ -1,6 +1,9 @@
-"""What both interpretations share (single- and multi-label): the ordered loader, an item's image, the
-report's lines and the image grid. Its own module, so ``interpret`` may dispatch to ``interpret_multi``
-without the two importing each other."""
+"""What both interpretations (single- and multi-label) and ``show_results`` share: the loader to
+predict, an item's image, the report's lines and a grid of titled images.
+
+The bottom of the interpretation stack: ``interpret_multi.py`` and ``interpret.py`` import it, it
+imports neither.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,11 @@ from typing import Any
 import numpy as np
 
 from ..data.tfmd_dl import inorder_dl
-from .predict import to_rgb_array
+
+__all__ = ["image_grid", "item_image", "ordered_dl", "report_lines"]
 
 
-def _ordered_dl(learn: Any, ds_idx: int) -> Any:
+def ordered_dl(learn: Any, ds_idx: int) -> Any:
     """The validation loader, or (``ds_idx=0``) the training set in order with the valid-time transforms."""
     if ds_idx not in (0, 1):
         raise ValueError(f"ds_idx must be 0 (train) or 1 (valid), got {ds_idx!r}")
@@ -32,6 +36,8 @@ def item_image(dataset: Any, items: Sequence[Any] | None, i: int) -> np.ndarray:
         return np.asarray(dataset[i][0])
     if items is None:
         raise ValueError("no images to show: pass items= or dataset= (from_learner does)")
+    from .predict import to_rgb_array
+
     return to_rgb_array(items[i])
 
 
@@ -44,7 +50,7 @@ def report_lines(rows: Sequence[dict], width: int) -> list[str]:
     return lines
 
 
-def _grid(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int | None = None,
+def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int | None = None,
           colors: Sequence[str] | None = None, suptitle: str | None = None, nrows: int | None = None,
           figsize: tuple[float, float] | None = None) -> Any:
     """A figure of images in a grid with one title each."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics
-from .interpret_common import _grid, _ordered_dl, item_image, report_lines
+from .interpret_common import image_grid, item_image, ordered_dl, report_lines
 
 _SCORES = {"precision": metrics.PrecisionMulti, "recall": metrics.RecallMulti, "f1": metrics.F1ScoreMulti}
 
@@ -54,7 +54,7 @@ class MultiLabelInterpretation:
     @classmethod
     def from_learner(cls, learn: Any, ds_idx: int = 1, dl: Any = None) -> MultiLabelInterpretation:
         """Predict the validation set (``ds_idx=0``: the training set in order; or ``dl``) with ``learn``."""
-        dl = dl if dl is not None else _ordered_dl(learn, ds_idx)
+        dl = dl if dl is not None else ordered_dl(learn, ds_idx)
         probs, targets, losses = learn.get_preds(dl=dl, with_loss=True)
         ds = dl.dataset
         return cls(learn.dls.vocab, probs, targets, getattr(learn.loss_func, "thresh", 0.5), losses,
@@ -142,7 +142,7 @@ class MultiLabelInterpretation:
         losses, idxs = self.top_losses(k, largest)
         titles = [f"{';'.join(self.labels_of(self.preds[i])) or '-'}/{';'.join(self.labels_of(self.targets[i])) or '-'}"
                   f"\n{float(loss):.2f}" for loss, i in zip(losses, idxs)]
-        fig = _grid([self._image(int(i)) for i in idxs], titles, ncols, suptitle="predicted/actual  loss", nrows=nrows,
+        fig = image_grid([self._image(int(i)) for i in idxs], titles, ncols, suptitle="predicted/actual  loss", nrows=nrows,
                     figsize=figsize)
         return fig if return_fig else None
 

@@ -10,6 +10,7 @@ into the inference modules (``predict.py``, ``tta.py``, ``interpret.py``, ``expo
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from ..train import learner as _train
-from ..train import vision as _vision
+from ..train import vision_learner as _vision
 from ..train.distributed import rank0_only
 from .export import export_learner
 from .int8 import export_int8
@@ -104,6 +105,12 @@ class Learner(_train.Learner):
 def vision_learner(dls: Any, arch: Any, *args: Any, **kwargs: Any) -> Learner:
     kwargs.setdefault("learner_cls", Learner)
     return _vision.vision_learner(dls, arch, *args, **kwargs)
+
+
+_signature = inspect.signature(_vision.vision_learner)
+vision_learner.__signature__ = _signature.replace(parameters=[  # type: ignore[attr-defined]
+    p.replace(default=Learner, annotation="type[Learner]") if p.name == "learner_cls" else p
+    for p in _signature.parameters.values()])
 
 
 cnn_learner = vision_learner

@@ -1,8 +1,11 @@
-"""``ModelConfig`` (plain data saved with the weights) and ``build_model`` = body + head.
+"""``ModelConfig`` (plain data saved with the weights) and the one builder of body + head.
 
-The config is everything needed to rebuild the network without code: an exported model is
-this config (as JSON) plus a state dict, so ``load_learner`` calls
-``build_model(cfg, pretrained=False)`` and loads the weights.
+The config is everything needed to rebuild the network without code: an exported model is this
+config (as JSON) plus a state dict. ``build_model_and_stats(cfg, ...)`` is the one function that
+turns a config into a model: ``vision_learner`` calls it for training (with the pretrained weights),
+``load_learner`` through ``build_model(cfg, pretrained=False)`` before loading the exported weights,
+so the two cannot drift apart. Only a model no config can describe (an ``nn.Module`` body or a
+custom head, which cannot be exported) is put together by ``build_custom_model``.
 """
 
 from __future__ import annotations
@@ -95,21 +98,47 @@ def _resolve_arch(cfg: ModelConfig) -> Any:
         raise ValueError(f"ModelConfig.arch={cfg.arch!r} is not a torchvision model name") from e
 
 
+def build_model_and_stats(
+    cfg: ModelConfig, pretrained: bool = False, weights: str | Path | None = None, weights_map: Any = None,
+) -> tuple[nn.Sequential, dict]:
+    """``nn.Sequential(body, head)`` as described by ``cfg``, and the body's pretrained statistics.
+
+    ``pretrained``/``weights``/``weights_map`` load the body's weights (see ``create_body``); the
+    statistics are ``{"mean", "std", "input_size"}`` from the backbone's pretrained config.
+    """
+    body, nf, stats = create_body(_resolve_arch(cfg), pretrained=pretrained, weights=weights, weights_map=weights_map)
+    return nn.Sequential(body, _head(nf, cfg)), stats
+
+
 def build_model(cfg: ModelConfig, pretrained: bool = False, weights: str | Path | None = None) -> nn.Sequential:
     """``nn.Sequential(body, head)`` as described by ``cfg`` (``pretrained``/``weights`` for the body)."""
-    body, nf, _ = create_body(_resolve_arch(cfg), pretrained=pretrained, weights=weights)
-    head = create_head(
-        nf, cfg.n_out, lin_ftrs=cfg.lin_ftrs, ps=cfg.ps, concat_pool=cfg.concat_pool,
-        first_bn=cfg.first_bn, bn_final=cfg.bn_final, y_range=cfg.y_range,
-    )
-    return nn.Sequential(body, head)
+    return build_model_and_stats(cfg, pretrained, weights)[0]
+
+
+def build_custom_model(
+    arch: Any, n_out: int, custom_head: nn.Module | None = None, pretrained: bool = True,
+    weights: str | Path | None = None, weights_map: Any = None, **head: Any,
+) -> tuple[nn.Sequential, dict]:
+    """Body + head for what no ``ModelConfig`` describes: an ``nn.Module`` body or a ``custom_head``.
+
+    ``head`` holds ``create_head``'s keywords (used when ``custom_head`` is None). Returns the model
+    and the body's statistics, as ``build_model_and_stats``.
+    """
+    body, nf, stats = create_body(arch, pretrained=pretrained, weights=weights, weights_map=weights_map)
+    return nn.Sequential(body, custom_head if custom_head is not None else create_head(nf, n_out, **head)), stats
+
+
+def _head(nf: int, cfg: ModelConfig) -> nn.Sequential:
+    return create_head(nf, cfg.n_out, lin_ftrs=cfg.lin_ftrs, ps=cfg.ps, concat_pool=cfg.concat_pool,
+                       first_bn=cfg.first_bn, bn_final=cfg.bn_final, y_range=cfg.y_range)
 
 
 def config_for(
-    arch: Any, n_out: int, stats: dict, concat_pool: bool = True, lin_ftrs: list[int] | None = None,
+    arch: Any, n_out: int, stats: dict | None = None, concat_pool: bool = True, lin_ftrs: list[int] | None = None,
     ps: float = 0.5, bn_final: bool = False, first_bn: bool = True, y_range: tuple[float, float] | None = None,
 ) -> ModelConfig | None:
-    """The ``ModelConfig`` for a timm name or torchvision builder; ``None`` for a custom module body."""
+    """The ``ModelConfig`` for a timm name, timm architecture symbol or torchvision builder; ``None``
+    for an ``nn.Module`` body. ``stats`` (the body's, for ``input_size``) may be filled in later."""
     if isinstance(arch, str):
         name, source = arch, "timm"
     elif isinstance(getattr(arch, "timm_name", None), str):  # an architecture symbol such as xresnet50
@@ -120,6 +149,6 @@ def config_for(
         return None
     return ModelConfig(
         arch=name, source=source, n_out=n_out, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps,
-        bn_final=bn_final, first_bn=first_bn, input_size=stats.get("input_size"),
+        bn_final=bn_final, first_bn=first_bn, input_size=(stats or {}).get("input_size"),
         y_range=y_range,
     )

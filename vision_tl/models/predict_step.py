@@ -43,9 +43,10 @@ def prepare_batch(xb: Tensor, spec: Preprocess, device: torch.device | None = No
     """
     if device is not None:
         xb = xb.to(device, non_blocking=True)
-    if batch_tfms or (batch_tfms is None and xb.dtype == torch.uint8):
-        xb = apply_batch_tfms(xb, spec.batch_tfms, train=False)
-    return spec.normalize(xb) if normalize else xb
+    norm = spec.normalizer if normalize else None
+    if batch_tfms or (batch_tfms is None and xb.dtype == torch.uint8):  # the same path as the DataLoaders'
+        return apply_batch_tfms(xb, spec.batch_tfms, train=False, normalize=norm)
+    return xb if norm is None else norm(xb)
 
 
 def activate(out: Tensor, activation: str) -> Tensor:

@@ -2,12 +2,14 @@
 
 The same notebook code runs on one device or on many: ``torchrun`` sets ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`setup_distributed` reads them and joins
-the process group (NCCL on CUDA, gloo on CPU); :class:`DistributedTrainer` (a callback, defined in
-``distributed_callback.py``) wraps the model in ``DistributedDataParallel`` for each ``fit``,
-shards the training set with a ``DistributedSampler`` re-seeded every epoch, and gathers validation
-predictions from all ranks so that losses and metrics equal a single-process computation. Files
-(checkpoints, exports, logs) are written by rank 0 only; :func:`rank0_first` and :func:`barrier`
-order the rest. This module imports no callbacks, so ``callbacks.py`` may import its rank helpers.
+the process group (NCCL on CUDA, gloo on CPU). ``DistributedTrainer`` (the callback) and
+``distrib_ctx`` (the context manager that adds it), both in ``distributed_callback.py``, wrap the
+model in ``DistributedDataParallel`` for each ``fit``, shard the training set with a
+``DistributedSampler`` re-seeded every epoch, and gather validation predictions from all ranks so
+that losses and metrics equal a single-process computation. Files (checkpoints, exports, logs) are
+written by rank 0 only; :func:`rank0_first` and :func:`barrier`
+order the rest. This module imports nothing from ``vision_tl`` (the bottom of the stack), so every
+callback may import its rank helpers.
 """
 
 from __future__ import annotations
@@ -330,59 +332,3 @@ def check_same_split(train_ds: Any, valid_ds: Any, device: torch.device | None =
             f"{dist.get_world_size()} differ from rank 0): build the DataLoaders with a fixed seed "
             "(e.g. valid_pct=0.2, seed=42) so that every process splits the same way"
         )
-
-
-# ---------------------------------------------------------------- the context manager
-@contextmanager
-def distrib_ctx(
-    learn: Any, sync_bn: bool = False, find_unused_parameters: bool = False, backend: str | None = None,
-    timeout_s: float = 1800.0, **ddp_kwargs: Any,
-) -> Iterator[Any]:
-    """Train ``learn`` data-parallel inside the block when launched by torchrun; else do nothing.
-
-    Starts the process group if needed (and ends it on exit if it started it), moves a CUDA
-    learner to its ``LOCAL_RANK`` GPU, and adds a :class:`DistributedTrainer` for the block.
-
-    Example::
-
-        with learn.distrib_ctx():      # torchrun --nproc_per_node=4 train.py
-            learn.fine_tune(3)
-    """
-    env = DistEnv.from_env()
-    if not env.is_distributed:
-        yield learn
-        return
-    started = not is_dist_initialized()
-    setup_distributed(backend, timeout_s)
-    if learn.device.type == "cuda":
-        _move_learner(learn, distributed_device(env))
-    from .distributed_callback import DistributedTrainer
-
-    cb = DistributedTrainer(sync_bn=sync_bn, find_unused_parameters=find_unused_parameters, **ddp_kwargs)
-    learn.add_cb(cb)
-    ok = False
-    try:
-        cb.shard_loaders()
-        cb.mute_outputs()
-        yield learn
-        ok = True
-    finally:
-        cb.unmute_outputs()
-        cb.unshard_loaders()
-        learn.remove_cb(cb)
-        if started:
-            teardown_distributed(wait=ok)
-
-
-def _move_learner(learn: Any, device: torch.device) -> None:
-    """Put model, optimizer state and DataLoaders on ``device`` (each rank its own GPU)."""
-    if learn.device == device:
-        return
-    learn.device = device
-    learn.raw_model.to(device)
-    if hasattr(learn.dls, "to"):
-        learn.dls.to(device)
-    for state in (learn.opt.state.values() if learn.opt is not None else []):
-        for k, v in state.items():
-            if isinstance(v, torch.Tensor) and v.device.type == "cuda":
-                state[k] = v.to(device)

@@ -1,13 +1,15 @@
 """``DistributedTrainer``: the callback that trains a Learner with ``DistributedDataParallel``.
 
-The process-group helpers it relies on (ranks, barriers, gathering, broadcasting) and
-``distrib_ctx``, the usual way to add it, are in ``distributed.py``; this module holds the
-callbacks (the trainer, and ``DistributedGatherPreds``, the all-gather version of ``GatherPreds``
-that it puts in place of the learner's own), so that ``distributed.py`` need not import them.
+The process-group helpers it relies on (ranks, barriers, gathering, broadcasting) are in
+``distributed.py``, which imports nothing back; this module holds the callbacks (the trainer, and
+``DistributedGatherPreds``, the all-gather version of ``GatherPreds`` that it puts in place of the
+learner's own) and ``distrib_ctx``, the usual way to add the trainer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -17,12 +19,16 @@ from torch.utils.data import DistributedSampler
 
 from .callbacks import Callback
 from .distributed import (
+    DistEnv,
     broadcast_buffers,
     broadcast_int,
     check_same_split,
+    distributed_device,
     gather_in_order,
     is_dist_initialized,
     is_main_process,
+    setup_distributed,
+    teardown_distributed,
 )
 from .gather import GatherPreds
 from .progress import ProgressCallback
@@ -191,3 +197,57 @@ class DistributedTrainer(Callback):
         for c in self._muted:
             self.learn.add_cb(c)
         self._muted = []
+
+
+# ---------------------------------------------------------------- the context manager
+@contextmanager
+def distrib_ctx(
+    learn: Any, sync_bn: bool = False, find_unused_parameters: bool = False, backend: str | None = None,
+    timeout_s: float = 1800.0, **ddp_kwargs: Any,
+) -> Iterator[Any]:
+    """Train ``learn`` data-parallel inside the block when launched by torchrun; else do nothing.
+
+    Starts the process group if needed (and ends it on exit if it started it), moves a CUDA
+    learner to its ``LOCAL_RANK`` GPU, and adds a :class:`DistributedTrainer` for the block.
+
+    Example::
+
+        with learn.distrib_ctx():      # torchrun --nproc_per_node=4 train.py
+            learn.fine_tune(3)
+    """
+    env = DistEnv.from_env()
+    if not env.is_distributed:
+        yield learn
+        return
+    started = not is_dist_initialized()
+    setup_distributed(backend, timeout_s)
+    if learn.device.type == "cuda":
+        _move_learner(learn, distributed_device(env))
+    cb = DistributedTrainer(sync_bn=sync_bn, find_unused_parameters=find_unused_parameters, **ddp_kwargs)
+    learn.add_cb(cb)
+    ok = False
+    try:
+        cb.shard_loaders()
+        cb.mute_outputs()
+        yield learn
+        ok = True
+    finally:
+        cb.unmute_outputs()
+        cb.unshard_loaders()
+        learn.remove_cb(cb)
+        if started:
+            teardown_distributed(wait=ok)
+
+
+def _move_learner(learn: Any, device: torch.device) -> None:
+    """Put model, optimizer state and DataLoaders on ``device`` (each rank its own GPU)."""
+    if learn.device == device:
+        return
+    learn.device = device
+    learn.raw_model.to(device)
+    if hasattr(learn.dls, "to"):
+        learn.dls.to(device)
+    for state in (learn.opt.state.values() if learn.opt is not None else []):
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor) and v.device.type == "cuda":
+                state[k] = v.to(device)

@@ -9,15 +9,15 @@ exported. ``lr_find`` is in ``lr_find.py``.
 
 Inputs are normalized from the learner's ``Preprocess`` spec (``learn.preprocess``) right before the
 model, in ``prepare_batch``: the same step prediction uses. Parameter groups, the optimizer and
-freezing are in ``param_groups.py``; save/load and resumable checkpoints in ``checkpoint.py``; the
-``vision_learner`` factory in ``vision.py``. Prediction and export are not here: the inference layer's
+freezing are in ``optimizer.py``; save/load and resumable checkpoints in ``checkpoint.py``; the
+``vision_learner`` factory in ``vision_learner.py``. Prediction and export are not here: the inference layer's
 ``Learner`` (``vision_tl.Learner``) subclasses this one and adds them.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,20 +26,20 @@ import torch
 from torch import nn
 
 from ..data.batch_size import few_steps_message
-from ..data.tfmd_dl import default_device, inorder_dl
+from ..data.batch_tfms import has_normalize
+from ..data.tfmd_dl import TfmdDL, default_device, inorder_dl
 from ..metrics import metric_name
 from ..models.build import ModelConfig
-from ..models.predict_step import activate
+from ..models.param_groups import check_groups, default_splitter
+from ..models.predict_step import activate, prepare_batch
 from ..models.preprocess import Preprocess
-from ..models.split import check_groups, default_splitter
-from . import checkpoint, param_groups, schedule
+from . import checkpoint, optimizer, schedule
 from .callbacks import Callback, ChannelsLast, MixedPrecision, TerminateOnNaNCallback
-from .gather import GatherPreds
 from .loop import Loop, TrainingOOMError, one_or_many
 from .losses import default_loss_func
 from .lr_find import lr_find as run_lr_find
 from .lr_find import valley
-from .param_groups import adamw
+from .optimizer import adamw
 from .precision import resolve_amp_dtype
 from .progress import ProgressCallback
 from .recorder import Recorder
@@ -65,6 +65,7 @@ class Learner(Loop):
         preprocess: Preprocess | None = None, progress: bool | str | None = None,
     ) -> None:
         _check_classes(dls)
+        super().__init__()
         self.device = torch.device(device) if device is not None else default_device()
         if hasattr(dls, "to"):
             dls.to(self.device)
@@ -79,18 +80,10 @@ class Learner(Loop):
         self.lr_mults = list(lr_mults) if lr_mults is not None else [1.0] * self.n_groups
         if len(self.lr_mults) != self.n_groups:
             raise ValueError(f"lr_mults has {len(self.lr_mults)} values for {self.n_groups} parameter groups")
-        self._norm_ids = param_groups.norm_param_ids(self.raw_model)
-        self.opt: torch.optim.Optimizer | None = None
-        self.scaler: Any = None
-        self.frozen_to, self.fitting, self.training, self.fit_index = 0, False, False, 0
-        self.nan_at: tuple[int, int] | None = None  # (epoch, batch) where TerminateOnNaN stopped the last fit
-        self.epoch, self.n_epoch, self.iter, self.start_epoch = 0, 1, 0, 0
-        self.epochs_done = 0  # over every fit of this learner: the data's shuffle/augmentation stream
-        self.val_results: list[float] | None = None
+        self._norm_ids = optimizer.norm_param_ids(self.raw_model)
+        self.frozen_to = 0
         self.recipe: dict[str, Any] = {}  # the last training recipe called and its arguments (trackers, card)
-        self._resume: dict | None = None
-        self.cbs: list[Callback] = []
-        self.add_cbs([TerminateOnNaNCallback(), GatherPreds(), Recorder(), ProgressCallback(progress=progress)])
+        self.add_cbs([TerminateOnNaNCallback(), Recorder(), ProgressCallback(progress=progress)])
         if amp or (amp is None and self.device.type == "cuda"):
             self.add_cbs([ChannelsLast(), MixedPrecision(torch.bfloat16 if _bf16_ok(self.device) else torch.float16)])
         self.add_cbs(cbs)
@@ -148,7 +141,7 @@ class Learner(Loop):
 
     def create_opt(self) -> torch.optim.Optimizer:
         """One or two optimizer groups per parameter group: weight decay only on tensors with ndim >= 2."""
-        self.opt = param_groups.create_opt(self.opt_func, self.param_groups, self._lrs(self.lr), self.wd)
+        self.opt = optimizer.create_opt(self.opt_func, self.param_groups, self._lrs(self.lr), self.wd)
         return self.opt
 
     def _lrs(self, lr: Any) -> list[float]:
@@ -156,20 +149,31 @@ class Learner(Loop):
 
     def group_lrs(self) -> list[float]:
         """The learning rate each parameter group has right now (the last one applied)."""
-        return param_groups.group_lrs(self.opt, self.n_groups)
+        return optimizer.group_lrs(self.opt, self.n_groups)
 
     def group_mom(self) -> float | None:
-        return param_groups.group_mom(self.opt)
+        return optimizer.group_mom(self.opt)
 
-    def _set_hypers(self, lrs: list[float], mom: float | None, wd: float | None) -> None:
-        param_groups.set_hypers(self.opt, lrs, mom, wd)
+    def set_hypers(self, lrs: list[float], mom: float | None, wd: float | None) -> None:
+        """Set each optimizer group's LR (per parameter group), momentum and weight decay."""
+        optimizer.set_hypers(self.opt, lrs, mom, wd)
+
+    def batches(self, dl: Any) -> Iterator[Sequence[torch.Tensor]]:
+        """``dl``'s batches normalized from the preprocessing spec (by the step prediction uses too); a
+        user's own ``Normalize`` in the DataLoaders' batch transforms stays theirs alone."""
+        normalize = not has_normalize(getattr(dl, "batch_tfms", None))
+        if isinstance(dl, TfmdDL):  # normalized where the batch becomes float: workers on CPU, else the device
+            yield from dl.batches(normalize=self._preprocess.normalizer if normalize else None)
+            return
+        for b in dl:  # any other loader
+            yield (prepare_batch(b[0], self._preprocess, normalize=normalize), *b[1:])
 
     def freeze_to(self, n: int) -> None:
         """Freeze parameter groups ``[:n]`` (negative ``n`` counts from the end).
 
         With ``train_bn=True`` the normalization layers of frozen groups still train (fastai).
         """
-        self.frozen_to = param_groups.freeze_to(self.param_groups, n, self.train_bn, self._norm_ids)
+        self.frozen_to = optimizer.freeze_to(self.param_groups, n, self.train_bn, self._norm_ids)
 
     def freeze(self) -> None:
         """Train only the last group (the head), and normalization layers when ``train_bn``."""
@@ -180,7 +184,7 @@ class Learner(Loop):
 
     # ----- training recipes --------------------------------------------------------------------
     def _begin(self, resume: str | Path | None) -> None:
-        self._resume = checkpoint.read_checkpoint(self, resume) if resume is not None else None
+        self.resume_state = checkpoint.read_checkpoint(self, resume) if resume is not None else None
         self._warn_few_steps()
 
     def _warn_few_steps(self) -> None:
@@ -347,9 +351,9 @@ class Learner(Loop):
         """``with learn.distrib_ctx():`` trains data-parallel (DDP) when launched by torchrun; else a no-op.
 
         Keyword arguments (``sync_bn``, ``find_unused_parameters``, ...): see
-        ``vision_tl.train.distributed.distrib_ctx``.
+        ``vision_tl.train.distributed_callback.distrib_ctx``.
         """
-        from .distributed import distrib_ctx
+        from .distributed_callback import distrib_ctx
 
         return distrib_ctx(self, **kwargs)
 

@@ -11,8 +11,10 @@ A replacement sets at least ``self.pred`` and ``self.loss`` (the Recorder, the p
 ``GatherPreds`` read them); ``self.backward()`` and ``self.step()`` do the gradient-scaler-aware
 parts. Everything optional (progress, recording, gathering, mixed precision, early stopping,
 checkpoints, distributed) is a callback. The model, data, optimizer and recipes are the Learner's
-(``learner.py``); ``Loop`` expects ``model``, ``dls``, ``loss_func``, ``opt``, ``scaler``,
-``metrics``, ``device``, ``create_opt()`` and ``_set_hypers()`` from it.
+(``learner.py``): it sets ``model``, ``dls``, ``loss_func``, ``opt``, ``scaler``, ``metrics`` and
+``device``, and fills in the override points declared here (``create_opt``, ``set_hypers``,
+``batches``). ``Loop.__init__`` sets the loop's own state (callbacks, counters, ``gather_preds``,
+``resume_state``); nothing here reads an attribute only a subclass defines.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from typing import Any
 
 import torch
 
-from ..data.batch_tfms import has_normalize
-from ..models.predict_step import prepare_batch
 from . import checkpoint
 from .callbacks import (
     Callback,
@@ -34,6 +34,7 @@ from .callbacks import (
     CancelTrainException,
     CancelValidException,
 )
+from .gather import GatherPreds
 from .progress import user_call_site, warnings_through_bar
 
 __all__ = ["Loop", "Schedule", "TrainingOOMError"]
@@ -60,8 +61,22 @@ class Loop:
     """Callbacks, events and the fit loop; the base of ``Learner`` (see the module docstring)."""
 
     cbs: list[Callback]
+    gather_preds: GatherPreds  # what the validation pass produced (a callback: DDP swaps in its own)
     pred: Any = None  # the model's output for the current batch (None until the step sets it)
     loss: Any = None  # the current batch's loss, detached (what is logged)
+    opt: torch.optim.Optimizer | None = None
+    scaler: Any = None
+
+    def __init__(self) -> None:
+        """The loop's own state: no callbacks but ``GatherPreds``, counters at zero, nothing to resume."""
+        self.cbs = []
+        self.fitting = self.training = False
+        self.epoch, self.n_epoch, self.iter, self.start_epoch, self.fit_index = 0, 1, 0, 0, 0
+        self.epochs_done = 0  # over every fit of this learner: the data's shuffle/augmentation stream
+        self.nan_at: tuple[int, int] | None = None  # (epoch, batch) where TerminateOnNaN stopped the last fit
+        self.val_results: list[float] | None = None
+        self.resume_state: dict | None = None  # a checkpoint to restore when the next fit starts
+        self.add_cb(GatherPreds())
 
     # ----- callbacks -------------------------------------------------------------------------
     def add_cb(self, cb: Callback | type) -> Any:
@@ -123,7 +138,7 @@ class Loop:
     def _fit(self, n_epoch: int, sched: Schedule, cbs: Any = None, wd: float | None = None, fit_index: int = 0) -> None:
         if not isinstance(n_epoch, int) or n_epoch < 0:
             raise ValueError(f"n_epoch must be an int >= 0, got {n_epoch!r}")
-        state = self._resume
+        state = self.resume_state
         if state is not None and fit_index < state["fit_index"]:
             return  # this part of the recipe finished before the interruption
         with self.added_cbs(cbs), warnings_through_bar(user_call_site()):
@@ -144,9 +159,9 @@ class Loop:
                 self.fitting = False
 
     def _do_fit(self) -> None:
-        if self._resume is not None:
-            checkpoint.restore_checkpoint(self, self._resume)
-            self._resume = None
+        if self.resume_state is not None:
+            checkpoint.restore_checkpoint(self, self.resume_state)
+            self.resume_state = None
         for epoch in range(self.start_epoch, self.n_epoch):
             self.epoch = epoch
             self._with_events(self._do_epoch, "epoch", CancelEpochException)
@@ -163,19 +178,14 @@ class Loop:
 
     def _train_batches(self) -> None:
         self.n_iter = len(self.dl)
-        for i, b in enumerate(self.dl):
+        for i, b in enumerate(self.batches(self.dl)):
             self.iter = i
             self.pct_train = (self.epoch + self.iter / self.n_iter) / self.n_epoch
-            self._set_hypers(*self._sched(self.pct_train), self._wd)
+            self.set_hypers(*self._sched(self.pct_train), self._wd)
             self._batch(b)
 
     def _batch(self, b: Sequence[torch.Tensor]) -> None:
-        # inputs are normalized from the preprocessing spec here, by the step prediction uses too; a user's
-        # own Normalize in the DataLoaders' batch transforms stays theirs alone
-        spec, x = getattr(self, "_preprocess", None), b[0]
-        if spec is not None:
-            x = prepare_batch(x, spec, normalize=not has_normalize(getattr(self.dl, "batch_tfms", None)))
-        self.xb, self.yb = (x,), tuple(b[1:])
+        self.xb, self.yb = (b[0],), tuple(b[1:])
         self._with_events(self._do_batch, "batch", CancelBatchException)
 
     def _do_batch(self) -> None:
@@ -186,6 +196,18 @@ class Loop:
             self.eval_step()
 
     # ----- the override points -------------------------------------------------------------------
+    def create_opt(self) -> torch.optim.Optimizer:
+        """Make ``self.opt`` (called when a fit starts without one); the Learner builds its groups here."""
+        raise NotImplementedError(f"{type(self).__name__} must define create_opt()")
+
+    def set_hypers(self, lrs: list[float], mom: float | None, wd: float | None) -> None:
+        """Apply the schedule's LR per parameter group, momentum and weight decay before a batch."""
+        raise NotImplementedError(f"{type(self).__name__} must define set_hypers()")
+
+    def batches(self, dl: Any) -> Iterator[Sequence[torch.Tensor]]:
+        """``(x, *targets)`` batches of ``dl`` as the model takes them; the Learner normalizes here."""
+        return iter(dl)
+
     def train_step(self) -> None:
         """One optimisation step on ``self.xb`` / ``self.yb``; override it for a custom step.
 
@@ -240,7 +262,7 @@ class Loop:
 
         def run() -> None:
             with torch.no_grad():
-                for i, b in enumerate(dl):
+                for i, b in enumerate(self.batches(dl)):
                     self.iter = i
                     self._batch(b)
             self("before_metrics")  # GatherPreds joins (under torchrun: gathers) the batches here

@@ -1,6 +1,7 @@
 """``vision_learner``: a Learner for transfer learning from a pretrained backbone.
 
-Builds body + head, the ``ModelConfig`` saved with the weights, the ``Preprocess`` spec (its
+Describes the model as a ``ModelConfig`` (saved with the weights) and has ``models/build.py`` build
+it, the same function ``load_learner`` rebuilds it with; then the ``Preprocess`` spec (its
 normalization decided once from the weights actually loaded: ``models.preprocess.decide_stats``),
 and the parameter groups (optionally one per layer with decayed LRs). The caller's ``dls`` is never
 changed. ``learner_cls`` is the class built: the inference layer's ``vision_tl.vision_learner``
@@ -10,17 +11,16 @@ passes its ``Learner`` (this one, plus ``predict``/``export``/``tta``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..models.backbones import create_body
-from ..models.build import config_for
-from ..models.heads import create_head
+from ..models.build import build_custom_model, build_model_and_stats, config_for
+from ..models.param_groups import default_splitter, layerwise_splitter
 from ..models.preprocess import Preprocess, decide_stats
-from ..models.split import default_splitter, layerwise_splitter
 from . import schedule
 from .learner import Learner
 
@@ -54,14 +54,15 @@ def vision_learner(
     n_out = n_out if n_out is not None else getattr(dls, "c", None)
     if not isinstance(n_out, int) or n_out < 1:
         raise ValueError(f"n_out must be a positive int (default: dls.c), got {n_out!r}")
-    body, nf, stats = create_body(arch, pretrained=pretrained, weights=weights, weights_map=weights_map)
-    head = custom_head if custom_head is not None else create_head(
-        nf, n_out, lin_ftrs=lin_ftrs, ps=ps, concat_pool=concat_pool, first_bn=first_bn, bn_final=bn_final,
-        y_range=y_range)
-    model = nn.Sequential(body, head)
-    cfg = None if custom_head is not None else config_for(
-        arch, n_out, stats, concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps, bn_final=bn_final, first_bn=first_bn,
-        y_range=y_range)
+    head = dict(concat_pool=concat_pool, lin_ftrs=lin_ftrs, ps=ps, first_bn=first_bn, bn_final=bn_final,
+                y_range=y_range)
+    cfg = None if custom_head is not None else config_for(arch, n_out, **head)
+    if cfg is not None:  # the path load_learner takes too
+        model, stats = build_model_and_stats(cfg, pretrained=pretrained, weights=weights, weights_map=weights_map)
+        cfg = replace(cfg, input_size=stats.get("input_size"))
+    else:  # an nn.Module body or a custom head: no config describes it (and it cannot be exported)
+        model, stats = build_custom_model(arch, n_out, custom_head, pretrained=pretrained, weights=weights,
+                                          weights_map=weights_map, **head)
     spec = Preprocess.from_dls(dls)
     if normalize:
         spec = spec.with_stats(*decide_stats(stats, weights, mean, std, dls))
