@@ -104,7 +104,7 @@ def test_the_ast_walk_sees_an_upward_import_inside_a_function():
     function of a train module are both found and resolved."""
     src = "def f():\n    from ..inference.predict import Predictor\n    from vision_tl import load_learner\n"
     found = [t for _, t in imported_modules(ast.parse(src), "vision_tl.train.probe", is_package=False)]
-    assert found == ["vision_tl.inference.predict", "vision_tl.inference.export"]
+    assert found == ["vision_tl.inference.predict", "vision_tl.inference.load"]
     assert all(layer_of(t) > layer_of("vision_tl.train.probe") for t in found)
 
 
