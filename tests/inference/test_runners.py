@@ -59,3 +59,11 @@ def test_a_runner_that_cannot_move_says_which_backend_to_use(predictor):
         predictor.to("cuda")
     torch_runner = TorchRunner(predictor.model, predictor.spec, "cpu")
     assert torch_runner.to("cpu") is not torch_runner and torch_runner.to("cpu").device == torch.device("cpu")
+
+
+def test_from_spec_takes_a_runner(predictor, image_files):
+    from vision_tl.inference.predict import Predictor
+
+    other = Predictor.from_spec(predictor.model, predictor.vocab, predictor.spec, runner=FixedRunner())
+    assert other.backend == "fixed" and other.spec is predictor.spec
+    assert other.predict(image_files[0])[0] == predictor.vocab[2]

@@ -232,9 +232,12 @@ class Predictor:
 
     @classmethod
     def from_spec(cls, model: nn.Module, vocab: Sequence[str], spec: Preprocess, **kwargs: Any) -> Predictor:
-        """A predictor for ``model`` preprocessing as ``spec`` says (``kwargs``: device, model_config, ...)."""
+        """A predictor for ``model`` preprocessing as ``spec`` says (``kwargs``: device, model_config, runner, ...)."""
+        runner = kwargs.pop("runner", None)
         out = cls(model, vocab, [], None, activation=spec.activation, **kwargs)
         out.spec = spec
+        if runner is not None:
+            out.runner = runner
         return out
 
     @property
