@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from vision_tl.cli import main
 
 
+@pytest.mark.slow
 def test_info_json_into_a_closed_pipe_exits_quietly(tiny_model):
     model, _ = tiny_model
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
@@ -32,6 +35,7 @@ def test_python_export_says_where_it_wrote(tiny_model, tmp_path, capsys):
     path.unlink()
 
 
+@pytest.mark.slow
 def test_multi_label_predict_prints_a_header_and_says_where_the_csv_went(tmp_path, capsys):
     from vision_tl import ImageDataLoaders, Resize, vision_learner
     from vision_tl.data.synthetic import make_synthetic_multi_label

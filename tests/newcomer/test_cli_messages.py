@@ -57,6 +57,7 @@ def test_the_weights_error_names_the_flags_not_python(class_folder, tmp_path, ca
     assert "weights=" not in err and "pretrained=False" not in err
 
 
+@pytest.mark.slow
 def test_a_failed_download_in_a_script_is_a_short_traceback(tmp_path):
     script = textwrap.dedent(f"""
         from vision_tl import untar_data
