@@ -201,6 +201,7 @@ def test_the_readme_has_blocks_and_commands():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the first snippet's time includes running the whole README (the fixture)
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[s.id for s in SNIPPETS])
 def test_readme_snippet_runs_verbatim(snippet: Snippet, readme_results):
     status, detail = readme_results[snippet.id]
