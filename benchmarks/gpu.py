@@ -121,7 +121,7 @@ def bench_fine_tune(data: Path, cfg: dict, device: Any, out: Path) -> tuple[dict
     learn.remove_cb(learn.progress)
     with Phase(device) as ph:
         learn.fine_tune(cfg["epochs"], freeze_epochs=1)
-    path = learn.export(out / "model.vtl")
+    path = learn.export(out / "model.vtl", verbose=False)
     amp = [type(c).__name__ for c in learn.cbs if type(c).__name__ in ("MixedPrecision", "ChannelsLast")]
     return {"train_img_s": round(timer.last, 1), "wall_s": round(ph.s, 2), "epochs": f"1 frozen + {cfg['epochs']}",
             "n_train": len(learn.dls.train.dataset), "callbacks": amp, "peak_memory_mib": ph.peak_mib}, path

@@ -108,7 +108,7 @@ dls = ImageDataLoaders.from_folder(args["data"], train="train", valid="valid", i
 learn = vision_learner(dls, args["arch"], pretrained=False)
 t = time.perf_counter()
 learn.fit_one_cycle(args["epochs"], 2e-3)
-learn.export(Path(args["tmp"]) / "m.vtl")
+learn.export(Path(args["tmp"]) / "m.vtl", verbose=False)
 print(json.dumps({"train_s": time.perf_counter() - t}))
 """
 
