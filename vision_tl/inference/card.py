@@ -26,9 +26,16 @@ def _label_names(ds: Any, i: int) -> str:
     if labels is None:
         return ""
     y = labels[i]
-    if isinstance(y, (tuple, list)):
-        return ",".join(sorted(str(vocab[k]) for k in y))
-    return str(vocab[y]) if 0 <= y < len(vocab) else str(y)
+    if hasattr(y, "tolist"):  # a numpy or torch value
+        y = y.tolist()
+
+    def name(k: Any) -> str:  # class indices name their class; a regression target is its own number
+        return str(vocab[k]) if isinstance(k, int) and 0 <= k < len(vocab) else str(k)
+
+    if isinstance(y, (tuple, list)):  # a label set is unordered; a regression vector keeps its order
+        names = [name(k) for k in y]
+        return ",".join(sorted(names) if all(isinstance(k, int) for k in y) else names)
+    return name(y)
 
 
 def _item_name(item: Any, root: Path | None) -> str:
