@@ -18,7 +18,8 @@ def test_info_json_into_a_closed_pipe_exits_quietly(tiny_model):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     p = subprocess.Popen([sys.executable, "-m", "vision_tl.cli", "info", str(model), "--json"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    p.stdout.readline()  # `| head -1`: read a line, then go away
+    # the reader goes away before the command writes (importing takes a second): a small manifest could
+    # otherwise fit the pipe's buffer whole after a first line was read, and the write would never fail
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 141 and err == ""
