@@ -113,11 +113,17 @@ def suggest_lrs(lrs: Sequence[float], losses: Sequence[float], suggest_funcs: An
     return collections.namedtuple("SuggestedLRs", names)(*[float(f(lrs, losses, num_it)[0]) for f in funcs])
 
 
-def diverged(smoothed: float, best: float, start: float) -> bool:
+_MIN_POINTS_FOR_COLLAPSE = 20  # a short run (num_it=10) is too noisy to call a plateau a collapse
+
+
+def diverged(smoothed: float, best: float, start: float, n_points: int = _MIN_POINTS_FOR_COLLAPSE) -> bool:
     """True once the finder's smoothed loss has clearly diverged: more than 4x its best (fastai's rule), or,
     after falling to under 3/4 of where it started, back up by 80% of that fall (a model that collapses to
-    chance plateaus there, under 4x its best, and fastai's rule alone then runs every iteration)."""
-    return smoothed > 4 * best or (best < 0.75 * start and smoothed - best > 0.8 * (start - best))
+    chance plateaus there, under 4x its best, and fastai's rule alone then runs every iteration). The second
+    rule waits for ``_MIN_POINTS_FOR_COLLAPSE`` recorded points: a few noisy early losses are no collapse."""
+    if smoothed > 4 * best:
+        return True
+    return n_points >= _MIN_POINTS_FOR_COLLAPSE and best < 0.75 * start and smoothed - best > 0.8 * (start - best)
 
 
 class _Finder(Callback):
@@ -151,7 +157,7 @@ class _Finder(Callback):
         self.best = min(self.best, smoothed)
         if len(self.losses) <= self._START_POINTS:
             self.start = max(self.start, smoothed)
-        if (self.stop_div and diverged(smoothed, self.best, self.start)) or len(self.lrs) >= self.num_it:
+        if (self.stop_div and diverged(smoothed, self.best, self.start, len(self.losses))) or len(self.lrs) >= self.num_it:
             raise CancelFitException()
 
 
