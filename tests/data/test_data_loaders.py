@@ -400,3 +400,25 @@ def test_dataloaders_and_learner_share_one_default_device_preferring_mps_over_cp
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert tfmd_dl.default_device() == torch.device("mps")
+
+
+def test_the_worker_finalizer_leaves_workers_alone_outside_their_parent():
+    """A process forked after a loader (another loader's worker) inherits its finalizer: there the workers
+    are not its children, and asking them anything fails ("can only test a child process")."""
+    import os
+
+    from vision_tl.data.tfmd_dl import _stop_workers
+
+    class NotMyChild:
+        def is_alive(self):
+            raise AssertionError("can only test a child process")
+
+        def terminate(self):
+            raise AssertionError("terminated from the wrong process")
+
+        def join(self, timeout=None):
+            raise AssertionError("joined from the wrong process")
+
+    _stop_workers([NotMyChild()], parent=os.getpid() + 1)  # not the parent: nothing is touched
+    with pytest.raises(AssertionError):
+        _stop_workers([NotMyChild()], parent=os.getpid())  # the parent does ask

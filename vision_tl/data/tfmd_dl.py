@@ -147,8 +147,13 @@ def _worker_init(worker_id: int) -> None:
     np.random.seed(torch.initial_seed() % 2**32)
 
 
-def _stop_workers(procs: list[Any]) -> None:
-    """Terminate a finished loader's worker processes (see ``_watch_workers``)."""
+def _stop_workers(procs: list[Any], parent: int) -> None:
+    """Terminate a finished loader's worker processes (see ``_watch_workers``).
+
+    Only their parent may: a process forked later (a worker of another loader, a subprocess) inherits the
+    finalizer, and ``is_alive`` would fail there with "can only test a child process"."""
+    if os.getpid() != parent:
+        return
     for p in procs:
         if p.is_alive():
             p.terminate()
@@ -167,7 +172,7 @@ def _watch_workers(it: Any) -> None:
     procs = list(getattr(it, "_workers", None) or [])
     if procs and it not in _WATCHED:
         _WATCHED.add(it)
-        weakref.finalize(it, _stop_workers, procs)
+        weakref.finalize(it, _stop_workers, procs, os.getpid())
 
 
 _WATCHED: weakref.WeakSet = weakref.WeakSet()
