@@ -114,13 +114,17 @@ def suggest_lrs(lrs: Sequence[float], losses: Sequence[float], suggest_funcs: An
 
 
 _MIN_POINTS_FOR_COLLAPSE = 20  # a short run (num_it=10) is too noisy to call a plateau a collapse
+_START_POINTS = 3  # the start level: the highest smoothed loss of the first few batches
 
 
 def diverged(smoothed: float, best: float, start: float, n_points: int = _MIN_POINTS_FOR_COLLAPSE) -> bool:
     """True once the finder's smoothed loss has clearly diverged: more than 4x its best (fastai's rule), or,
     after falling to under 3/4 of where it started, back up by 80% of that fall (a model that collapses to
     chance plateaus there, under 4x its best, and fastai's rule alone then runs every iteration). The second
-    rule waits for ``_MIN_POINTS_FOR_COLLAPSE`` recorded points: a few noisy early losses are no collapse."""
+    rule waits for ``_MIN_POINTS_FOR_COLLAPSE`` recorded points: a few noisy early losses are no collapse;
+    neither rule judges the first ``_START_POINTS`` (a small batch's loss alone can be 4x the one before)."""
+    if n_points <= _START_POINTS:
+        return False
     if smoothed > 4 * best:
         return True
     return n_points >= _MIN_POINTS_FOR_COLLAPSE and best < 0.75 * start and smoothed - best > 0.8 * (start - best)
@@ -129,7 +133,7 @@ def diverged(smoothed: float, best: float, start: float, n_points: int = _MIN_PO
 class _Finder(Callback):
     """Records (lr, smoothed loss) per training batch; stops at ``num_it`` or when the loss diverges."""
 
-    _START_POINTS = 3  # the start level: the highest smoothed loss of the first few batches
+    _START_POINTS = _START_POINTS
 
     order = -10  # see a diverging loss before TerminateOnNaN does
     trial = True  # its fit is undone afterwards: callbacks that accumulate (EMA, history, trackers) skip it
