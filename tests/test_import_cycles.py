@@ -12,6 +12,7 @@ import ast
 from pathlib import Path
 
 import vision_tl
+from tests.import_targets import from_target
 
 PKG = Path(vision_tl.__file__).parent
 
@@ -61,12 +62,7 @@ def runtime_imports(source: str, module: str, is_package: bool, modules: set[str
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         else:
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = from_target(node, package)
             names = [target]
             for a in node.names:
                 if target == "vision_tl" and a.name in exports:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import vision_tl
+from tests.import_targets import from_target
 
 PKG = Path(vision_tl.__file__).parent
 ROOT = PKG.parent
@@ -60,12 +61,7 @@ def imported_modules(tree: ast.AST, module: str, is_package: bool) -> list[tuple
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = from_target(node, package)
             for a in node.names:
                 if target == "vision_tl" and a.name in vision_tl._EXPORTS:
                     out.append((node.lineno, "vision_tl" + vision_tl._EXPORTS[a.name]))
