@@ -21,5 +21,5 @@ def test_the_generated_part_follows_the_hand_written_conventions():
     text = (ROOT / "docs" / "CONTRACTS.md").read_text()
     conventions, marker, api = text.partition("<!-- Everything below is generated")
     assert marker and "## Conventions" in conventions and "uint8 HWC" in conventions
-    assert "### train/learner.py" in api and "- class `Learner(Loop)`" in api
+    assert "### train/learner.py" in api and "- class `TrainingLearner(Loop)`" in api
     assert "`.fine_tune(epochs: int, base_lr: float=0.002" in api  # a signature, as written in the source

@@ -88,9 +88,9 @@ def test_offline_demo_runs_lesson_one_end_to_end(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_demo_runs_one_validation_pass_after_training(tmp_path, monkeypatch):
     """The error rate and the interpretation plots come from the same pass over the validation set."""
-    from vision_tl.train.learner import Learner
+    from vision_tl.train.learner import TrainingLearner
 
-    passes, run_validation, fine_tune = [], Learner._run_validation, Learner.fine_tune
+    passes, run_validation, fine_tune = [], TrainingLearner._run_validation, TrainingLearner.fine_tune
 
     def counting(self, dl):
         out = run_validation(self, dl)
@@ -101,8 +101,8 @@ def test_demo_runs_one_validation_pass_after_training(tmp_path, monkeypatch):
         fine_tune(self, *args, **kwargs)
         passes.clear()
 
-    monkeypatch.setattr(Learner, "_run_validation", counting)
-    monkeypatch.setattr(Learner, "fine_tune", fine_tune_then_reset)
+    monkeypatch.setattr(TrainingLearner, "_run_validation", counting)
+    monkeypatch.setattr(TrainingLearner, "fine_tune", fine_tune_then_reset)
     _no_cached_weights(tmp_path, monkeypatch)
     res = run_demo(tmp_path / "out", **TINY)
     assert len(passes) == 1

@@ -303,9 +303,9 @@ def tiny_model(c: int = 3) -> nn.Module:
 
 @pytest.fixture
 def learn(tmp_path, tiny_dls):
-    from vision_tl.train.learner import Learner
+    from vision_tl.train.learner import TrainingLearner
 
-    return Learner(tiny_dls(n=16, size=8, bs=4), tiny_model(), path=tmp_path, device="cpu")
+    return TrainingLearner(tiny_dls(n=16, size=8, bs=4), tiny_model(), path=tmp_path, device="cpu")
 
 
 def _good_state(learn) -> bytes:
@@ -662,7 +662,7 @@ import os, signal, sys
 from tests.tinydata import TinyDLs  # the repository root is on PYTHONPATH
 from torch import nn
 from vision_tl import CheckpointCallback
-from vision_tl.train.learner import Learner
+from vision_tl.train.learner import TrainingLearner
 
 real, saves = os.replace, []
 def replace(src, dst):  # the second checkpoint is written in full, then SIGKILL before its rename
@@ -674,7 +674,7 @@ def replace(src, dst):  # the second checkpoint is written in full, then SIGKILL
 os.replace = replace
 model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                       nn.Linear(4, 3))
-Learner(TinyDLs(n=16, size=8, bs=4), model, path=sys.argv[1], device="cpu").fit(3, cbs=[CheckpointCallback("ck")])
+TrainingLearner(TinyDLs(n=16, size=8, bs=4), model, path=sys.argv[1], device="cpu").fit(3, cbs=[CheckpointCallback("ck")])
 """
 
 

@@ -120,7 +120,7 @@ def test_the_public_learner_adds_prediction_and_export_on_top_of_the_training_le
     and that subclass is what ``vision_tl.Learner`` and ``vision_learner`` give users."""
     import inspect
 
-    from vision_tl.train.learner import Learner as TrainLearner
+    from vision_tl.train.learner import TrainingLearner as TrainLearner
 
     assert issubclass(vision_tl.Learner, TrainLearner) and vision_tl.Learner is not TrainLearner
     for name in ("predict", "predict_batch", "top_k", "tta", "show_results", "export", "export_onnx"):

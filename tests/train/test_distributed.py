@@ -88,11 +88,11 @@ def _tiny_learner(tiny_dls):
     """The helper below, its data from the ``tiny_dls`` fixture."""
 
     def _tiny_learner(tmp_path):
-        from vision_tl.train.learner import Learner
+        from vision_tl.train.learner import TrainingLearner
 
         model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                                     torch.nn.Linear(4, 3))
-        return Learner(tiny_dls(n=16), model, path=tmp_path, device="cpu", splitter=lambda m: [list(m.parameters())])
+        return TrainingLearner(tiny_dls(n=16), model, path=tmp_path, device="cpu", splitter=lambda m: [list(m.parameters())])
 
     return _tiny_learner
 

@@ -388,9 +388,9 @@ def test_epoch_table_is_one_html_table_in_a_notebook(tmp_path):
         f"import sys; sys.path.insert(0, {str(Path(__file__).parents[2])!r})\n"  # a kernel: not pytest's path
         "from tests.tinydata import TinyDLs\n"
         "from torch import nn\n"
-        "from vision_tl.train.learner import Learner\n"
+        "from vision_tl.train.learner import TrainingLearner\n"
         "m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))\n"
-        f"Learner(TinyDLs(), m, device='cpu', path={str(tmp_path)!r}).fit(2)\n"
+        f"TrainingLearner(TinyDLs(), m, device='cpu', path={str(tmp_path)!r}).fit(2)\n"
     )
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     nbclient.NotebookClient(nb, kernel_name="python3", timeout=300).execute()

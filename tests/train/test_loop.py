@@ -14,7 +14,7 @@ from torch import nn
 from vision_tl.metrics import accuracy  # noqa: E402
 from vision_tl.models.heads import create_head  # noqa: E402
 from vision_tl.train.callbacks import Callback  # noqa: E402
-from vision_tl.train.learner import Learner  # noqa: E402
+from vision_tl.train.learner import TrainingLearner  # noqa: E402
 
 
 def tiny_model(c: int = 3) -> nn.Sequential:
@@ -23,7 +23,7 @@ def tiny_model(c: int = 3) -> nn.Sequential:
 
 
 def test_a_learner_subclass_overriding_train_step_trains_with_it(tmp_path, tiny_dls):
-    class L1Learner(Learner):
+    class L1Learner(TrainingLearner):
         steps = 0
 
         def train_step(self):
@@ -45,7 +45,7 @@ def test_a_learner_subclass_overriding_train_step_trains_with_it(tmp_path, tiny_
 
 
 def test_eval_step_is_what_validate_and_get_preds_run(tmp_path, tiny_dls):
-    class FlipAveraged(Learner):
+    class FlipAveraged(TrainingLearner):
         def eval_step(self):
             (x,) = self.xb
             self.pred = (self.model(x) + self.model(x.flip(-1))) / 2
@@ -70,7 +70,7 @@ def test_validation_is_gathered_by_the_callback_in_the_gather_preds_place(tmp_pa
             preds, targs, inputs, loss = super().combine()
             return preds[:6], targs[:6], inputs, loss
 
-    learn = Learner(tiny_dls(), tiny_model(), path=tmp_path, device="cpu", metrics=accuracy)
+    learn = TrainingLearner(tiny_dls(), tiny_model(), path=tmp_path, device="cpu", metrics=accuracy)
     assert isinstance(learn.gather_preds, GatherPreds) and learn.gather_preds in learn.cbs
     probs, targs = learn.get_preds()
     assert probs.shape == (12, 3) and targs.tolist() == learn.dls.valid.y.tolist()
@@ -84,7 +84,7 @@ def test_float_multi_label_targets_are_gathered_as_they_are(tmp_path, tiny_dls):
     dls = tiny_dls()
     for dl in (dls.train, dls.valid):
         dl.y = nn.functional.one_hot(dl.y, 3).float()
-    learn = Learner(dls, tiny_model(), loss_func=nn.BCEWithLogitsLoss(), path=tmp_path, device="cpu")
+    learn = TrainingLearner(dls, tiny_model(), loss_func=nn.BCEWithLogitsLoss(), path=tmp_path, device="cpu")
     learn.fit(1)
     (loss,) = learn.validate()
     probs, targs = learn.get_preds(act=torch.sigmoid)
@@ -103,13 +103,13 @@ def test_the_live_loss_in_the_bar_is_refreshed_after_every_batch(tmp_path, tiny_
             if self.learn.training:
                 shown.append((self.learn.progress.bar.postfix, f"loss {self.learn.recorder.smooth_loss:.4f}"))
 
-    learn = Learner(tiny_dls(n=40), tiny_model(), path=tmp_path, device="cpu")  # 4 training batches
+    learn = TrainingLearner(tiny_dls(n=40), tiny_model(), path=tmp_path, device="cpu")  # 4 training batches
     learn.fit(2, cbs=Probe())
     assert len(shown) == 8 and all(bar == want for bar, want in shown)
 
 
 def test_lr_find_shows_one_bar_counting_iterations_not_epochs(tmp_path, capsys, tiny_dls):
-    learn = Learner(tiny_dls(n=40), tiny_model(), path=tmp_path, device="cpu")  # 4 batches an epoch
+    learn = TrainingLearner(tiny_dls(n=40), tiny_model(), path=tmp_path, device="cpu")  # 4 batches an epoch
     learn.lr_find(num_it=12, show_plot=False)
     err = capsys.readouterr().err
     assert "epoch" not in err and "valid" not in err
@@ -127,7 +127,7 @@ def test_assigning_new_dataloaders_keeps_fit_validate_and_get_preds_working(clas
         return ImageDataLoaders.from_folder(class_folder, valid_pct=0.25, seed=0, item_tfms=Resize(size), bs=bs,
                                             num_workers=0, device=device)
 
-    learn = Learner(dls(32, 8, "cpu"), tiny_model(), metrics=accuracy, device="cpu", path=tmp_path)
+    learn = TrainingLearner(dls(32, 8, "cpu"), tiny_model(), metrics=accuracy, device="cpu", path=tmp_path)
     learn.fit(1)
     bigger = dls(48, 4, "meta")  # as a dls made for CUDA by default, for a learner put on the CPU
     learn.dls = bigger

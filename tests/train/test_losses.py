@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vision_tl.train.learner import Learner
+from vision_tl.train.learner import TrainingLearner
 from vision_tl.train.losses import (
     BCEWithLogitsLossFlat,
     CrossEntropyLossFlat,
@@ -71,7 +71,7 @@ def test_the_learner_picks_bce_for_multi_label_data_and_flat_cross_entropy_other
     assert isinstance(default_loss_func(MultiDLs()), BCEWithLogitsLossFlat)
     assert isinstance(default_loss_func(tiny_dls()), CrossEntropyLossFlat)
     dls = tiny_dls()
-    learn = Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 3)), path=tmp_path)
+    learn = TrainingLearner(dls, nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 3)), path=tmp_path)
     assert isinstance(learn.loss_func, CrossEntropyLossFlat)
     # the same numbers as before (nn.CrossEntropyLoss): validation loss and per-item losses
     loss = learn.validate()[0]

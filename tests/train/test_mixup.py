@@ -8,7 +8,7 @@ from torch import nn
 
 from vision_tl.models.heads import create_head  # noqa: E402
 from vision_tl.train.callbacks import Callback  # noqa: E402
-from vision_tl.train.learner import Learner  # noqa: E402
+from vision_tl.train.learner import TrainingLearner  # noqa: E402
 from vision_tl.train.mixup import CutMix, MixUp, per_item_loss  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def fit_with(tiny_dls):
 
     def fit_with(mixer, seed=0):
         torch.manual_seed(seed)
-        learn = Learner(tiny_dls(n=32, bs=8), tiny_model(), device="cpu", lr=1e-3)
+        learn = TrainingLearner(tiny_dls(n=32, bs=8), tiny_model(), device="cpu", lr=1e-3)
         spy = Spy(mixer)
         learn.fit(1, cbs=[mixer, spy])
         return learn, spy

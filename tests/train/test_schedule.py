@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from vision_tl.models.heads import create_head
-from vision_tl.train.learner import Learner
+from vision_tl.train.learner import TrainingLearner
 from vision_tl.train.lr_find import minimum, slide, steep, suggest_lrs, valley
 from vision_tl.train.schedule import (
     expand_lr,
@@ -91,10 +91,10 @@ def test_smooth_is_the_debiased_moving_average():
 def _fp16_learner(tiny_dls):
     """The helper below, its data from the ``tiny_dls`` fixture."""
 
-    def _fp16_learner(tmp_path) -> Learner:
+    def _fp16_learner(tmp_path) -> TrainingLearner:
         body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU())
         model = nn.Sequential(body, create_head(8, 3, lin_ftrs=[8]))  # the head's dropout draws from torch's RNG
-        return Learner(tiny_dls(), model, path=tmp_path, device="cpu").to_fp16(force=True)
+        return TrainingLearner(tiny_dls(), model, path=tmp_path, device="cpu").to_fp16(force=True)
 
     return _fp16_learner
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from ..train import learner as _train
+from ..train.learner import TrainingLearner
 from ..train import vision_learner as _vision
 from ..train.distributed import rank0_only
 from .export import export_learner
@@ -31,7 +31,7 @@ from .tta import tta
 __all__ = ["Learner", "cnn_learner", "vision_learner"]
 
 
-class Learner(_train.Learner):
+class Learner(TrainingLearner):
     """A training ``Learner`` that also predicts, shows results and exports (see ``vision_learner``)."""
 
     def predict(self, item: Any) -> tuple:

@@ -143,7 +143,7 @@ def _default_workers(n_items: int, bs: int, device: torch.device) -> int:
     return max(0, min(4, cpus - 1 if device.type != "cpu" else cpus // 4))
 
 
-class PredictorData:
+class VocabOnlyDls:
     """``Predictor.dls``: the vocab a fastai user reads as ``learn.dls.vocab`` (there is no data to load)."""
 
     def __init__(self, vocab: Sequence[str]) -> None:
@@ -154,7 +154,7 @@ class PredictorData:
         return len(self.vocab)
 
     def __repr__(self) -> str:
-        return f"PredictorData(vocab={self.vocab!r})"
+        return f"VocabOnlyDls(vocab={self.vocab!r})"
 
 
 class Predictor:
@@ -319,9 +319,9 @@ class Predictor:
         return draft_size_for(self.item_tfms)
 
     @property
-    def dls(self) -> PredictorData:
+    def dls(self) -> VocabOnlyDls:
         """What fastai code reads of a loaded learner's data: ``predictor.dls.vocab`` (and ``.c``)."""
-        return PredictorData(self.vocab)
+        return VocabOnlyDls(self.vocab)
 
     @property
     def c(self) -> int:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from .learner import Learner
+    from .learner import TrainingLearner
 
 
 class CancelBatchException(Exception):
@@ -57,7 +57,7 @@ class Callback:
     """Subclass and define methods named after events (``before_fit``, ``after_batch``, ...)."""
 
     order: int = 0
-    learn: Learner
+    learn: TrainingLearner
 
     def __call__(self, event: str) -> None:
         method = getattr(self, event, None)
@@ -81,7 +81,7 @@ class Callback:
         """Take back what ``state_dict`` returned (called when a checkpoint is resumed)."""
 
 
-def is_trial_fit(learn: Learner) -> bool:
+def is_trial_fit(learn: TrainingLearner) -> bool:
     """True during a fit whose changes are undone afterwards (``lr_find``'s): one of its callbacks has
     ``trial = True``. Callbacks that accumulate over fits (the history, EMA, trackers) skip such a fit."""
     return any(getattr(c, "trial", False) for c in learn.cbs)

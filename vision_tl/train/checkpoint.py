@@ -20,10 +20,10 @@ from .distributed import barrier, is_main_process
 from .rng import get_rng_states, set_rng_states
 
 if TYPE_CHECKING:
-    from .learner import Learner
+    from .learner import TrainingLearner
 
 
-def model_file(learn: Learner, name: str | Path) -> Path:
+def model_file(learn: TrainingLearner, name: str | Path) -> Path:
     """``name`` with a ``.pth`` suffix, under ``learn.path / learn.model_dir`` unless absolute."""
     p = Path(name)
     if p.suffix != ".pth":
@@ -51,7 +51,7 @@ def atomic_save(state: dict, f: Path) -> Path:
     return f
 
 
-def save_weights(learn: Learner, name: str | Path, with_opt: bool = True) -> Path:
+def save_weights(learn: TrainingLearner, name: str | Path, with_opt: bool = True) -> Path:
     """``Learner.save``: model (and optimizer) state to ``path/model_dir/name.pth``."""
     state = {"model": learn.raw_model.state_dict()}
     if with_opt and learn.opt is not None:
@@ -104,7 +104,7 @@ def _read_state(f: Path, map_location: Any, what: str, needs: tuple[str, ...]) -
     return state
 
 
-def _check_model_state(learn: Learner, sd: Any, f: Path, strict: bool = True) -> None:
+def _check_model_state(learn: TrainingLearner, sd: Any, f: Path, strict: bool = True) -> None:
     """One line naming ``f`` and how ``sd`` does not fit the model (missing, unexpected, other shapes)."""
     if not isinstance(sd, dict):
         raise CheckpointError(f, f"its 'model' entry is a {type(sd).__name__}, not a state dict")
@@ -122,7 +122,7 @@ def _check_model_state(learn: Learner, sd: Any, f: Path, strict: bool = True) ->
         raise CheckpointError(f, "it was saved from another model: " + "; ".join(problems))
 
 
-def _load_model_state(learn: Learner, sd: Any, f: Path, strict: bool = True) -> None:
+def _load_model_state(learn: TrainingLearner, sd: Any, f: Path, strict: bool = True) -> None:
     """Load ``sd`` into the model, or one line naming ``f`` and how it does not fit."""
     _check_model_state(learn, sd, f, strict)
     try:
@@ -138,7 +138,7 @@ def _load_opt_state(opt: Any, sd: Any, f: Path) -> None:
         raise CheckpointError(f, f"its optimizer state does not fit this model's optimizer ({_first_line(e)})") from None
 
 
-def load_weights(learn: Learner, name: str | Path, with_opt: bool = True, strict: bool = True) -> None:
+def load_weights(learn: TrainingLearner, name: str | Path, with_opt: bool = True, strict: bool = True) -> None:
     """``Learner.load``: what ``save_weights`` wrote (safely: ``weights_only=True``).
 
     Raises ``FileNotFoundError`` when there is no such file and :class:`CheckpointError` (one line
@@ -151,7 +151,7 @@ def load_weights(learn: Learner, name: str | Path, with_opt: bool = True, strict
         _load_opt_state(learn.opt or learn.create_opt(), state["opt"], f)
 
 
-def save_checkpoint(learn: Learner, name: str | Path) -> Path:
+def save_checkpoint(learn: TrainingLearner, name: str | Path) -> Path:
     """Everything needed to resume after this epoch: model, optimizer, scaler, epoch, RNGs, history."""
     state = {
         "model": learn.raw_model.state_dict(), "opt": learn.opt.state_dict(),
@@ -167,7 +167,7 @@ def save_checkpoint(learn: Learner, name: str | Path) -> Path:
 _CHECKPOINT_KEYS = ("model", "opt", "scaler", "epoch", "frozen_to", "rng")
 
 
-def read_checkpoint(learn: Learner, name: str | Path) -> dict:
+def read_checkpoint(learn: TrainingLearner, name: str | Path) -> dict:
     """The state ``save_checkpoint`` wrote, on the CPU (``resume=name``).
 
     Checked at once against the model (a checkpoint of another model is a :class:`CheckpointError`
@@ -182,7 +182,7 @@ def read_checkpoint(learn: Learner, name: str | Path) -> dict:
     return {**state, "_file": str(f)}
 
 
-def restore_checkpoint(learn: Learner, state: dict) -> None:
+def restore_checkpoint(learn: TrainingLearner, state: dict) -> None:
     """Put ``state`` back into ``learn`` at the start of a resumed fit (its optimizer exists)."""
     f = Path(state.get("_file", "<checkpoint>"))
     _load_model_state(learn, state["model"], f)
@@ -201,7 +201,7 @@ def restore_checkpoint(learn: Learner, state: dict) -> None:
             cb.load_state_dict(states[key])
 
 
-def _cb_keys(learn: Learner) -> list[tuple[str, Any]]:
+def _cb_keys(learn: TrainingLearner) -> list[tuple[str, Any]]:
     """Each callback with a stable key (class name, and a count when a class appears twice)."""
     seen: dict[str, int] = {}
     out = []
@@ -212,6 +212,6 @@ def _cb_keys(learn: Learner) -> list[tuple[str, Any]]:
     return out
 
 
-def _cb_states(learn: Learner) -> dict[str, dict]:
+def _cb_states(learn: TrainingLearner) -> dict[str, dict]:
     """The callbacks' own resume state (the Recorder's history, best value so far, patience, ...)."""
     return {key: d for key, cb in _cb_keys(learn) if (d := cb.state_dict())}

@@ -1,4 +1,4 @@
-"""The Learner: a model, its data, an optimizer over parameter groups, and the training recipes.
+"""``TrainingLearner``: a model, its data, an optimizer over parameter groups, and the training recipes.
 
 The fit loop, its events and its override points (``train_step``, ``eval_step``) are the base
 class ``Loop`` (``loop.py``); everything optional (progress, recording, gathering validation
@@ -7,11 +7,13 @@ the named events listed in ``callbacks.py``. ``learn.model`` may be wrapped (DDP
 ``torch.compile``) by a callback; ``learn.raw_model`` is always the plain module that is saved and
 exported. ``lr_find`` is in ``lr_find.py``.
 
-Inputs are normalized from the learner's ``Preprocess`` spec (``learn.preprocess``) right before the
-model, in ``prepare_batch``: the same step prediction uses. Parameter groups, the optimizer and
+Inputs are normalized from the learner's ``Preprocess`` spec (``learn.preprocess``), decided once and
+applied where the float batch is made (``batches``: in the DataLoader workers on the CPU, on the device
+otherwise), by the same step prediction uses. Parameter groups, the optimizer and
 freezing are in ``optimizer.py``; save/load and resumable checkpoints in ``checkpoint.py``; the
 ``vision_learner`` factory in ``vision_learner.py``. Prediction and export are not here: the inference layer's
-``Learner`` (``vision_tl.Learner``) subclasses this one and adds them.
+``Learner`` (``vision_tl.Learner``, the one users make) subclasses this one and adds them, so this
+class is named for what it alone does: train.
 """
 
 from __future__ import annotations
@@ -44,10 +46,10 @@ from .precision import resolve_amp_dtype
 from .progress import ProgressCallback
 from .recorder import Recorder
 
-__all__ = ["Learner", "TrainingOOMError", "adamw", "default_device"]
+__all__ = ["TrainingLearner", "TrainingOOMError", "adamw", "default_device"]
 
 
-class Learner(Loop):
+class TrainingLearner(Loop):
     """Train ``model`` on ``dls``; see ``vision_learner`` for the usual way to make one.
 
     ``preprocess`` (a ``Preprocess``) says how inputs are normalized and outputs activated; by
@@ -312,7 +314,7 @@ class Learner(Loop):
             self.loss_func.reduction = old
 
     # ----- precision ---------------------------------------------------------------------------
-    def to_fp16(self, force: bool = False) -> Learner:
+    def to_fp16(self, force: bool = False) -> TrainingLearner:
         """Mixed precision with float16 autocast and a gradient scaler, where the device runs it fast.
 
         A CPU without fast half precision warns once and trains in float32 (with AMX-BF16 only, in
@@ -322,14 +324,14 @@ class Learner(Loop):
         self.to_fp32()
         return self if dtype is None else self.add_cb(MixedPrecision(dtype))
 
-    def to_bf16(self, force: bool = False) -> Learner:
+    def to_bf16(self, force: bool = False) -> TrainingLearner:
         """Mixed precision with bfloat16 autocast (no scaler needed), where the device runs it fast
         (``force=True``: anyway)."""
         dtype = resolve_amp_dtype(self.device, torch.bfloat16, force)
         self.to_fp32()
         return self if dtype is None else self.add_cb(MixedPrecision(dtype))
 
-    def to_fp32(self) -> Learner:
+    def to_fp32(self) -> TrainingLearner:
         self.scaler = None
         return self.remove_cb(MixedPrecision)
 
@@ -338,7 +340,7 @@ class Learner(Loop):
         """Save model (and optimizer) state to ``path/model_dir/name.pth``; returns the file."""
         return checkpoint.save_weights(self, name, with_opt)
 
-    def load(self, name: str | Path, with_opt: bool = True, strict: bool = True) -> Learner:
+    def load(self, name: str | Path, with_opt: bool = True, strict: bool = True) -> TrainingLearner:
         """Load what ``save`` wrote (safely: ``weights_only=True``)."""
         checkpoint.load_weights(self, name, with_opt, strict)
         return self
@@ -358,7 +360,7 @@ class Learner(Loop):
         return distrib_ctx(self, **kwargs)
 
     def __repr__(self) -> str:
-        return (f"Learner(model={type(self.raw_model).__name__}, groups={self.n_groups}, device={self.device}, "
+        return (f"{type(self).__name__}(model={type(self.raw_model).__name__}, groups={self.n_groups}, device={self.device}, "
                 f"metrics={[metric_name(m) for m in self.metrics]}, cbs={[type(c).__name__ for c in self.cbs]})")
 
 

@@ -17,12 +17,12 @@ from .callbacks import Callback, CancelFitException
 from .distributed import is_main_process
 
 if TYPE_CHECKING:
-    from .learner import Learner
+    from .learner import TrainingLearner
 
 __all__ = ["CSVLogger", "CheckpointCallback", "EarlyStoppingCallback", "SaveModelCallback"]
 
 
-def _monitor_index(learn: Learner, monitor: str) -> int:
+def _monitor_index(learn: TrainingLearner, monitor: str) -> int:
     names = learn.recorder.metric_names[1:-1]  # train_loss, valid_loss, metrics
     if monitor not in names:
         raise ValueError(f"monitor={monitor!r} is not recorded; choose one of {names}")

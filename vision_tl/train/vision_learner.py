@@ -22,7 +22,7 @@ from ..models.build import build_custom_model, build_model_and_stats, config_for
 from ..models.param_groups import default_splitter, layerwise_splitter
 from ..models.preprocess import Preprocess, decide_stats
 from . import schedule
-from .learner import Learner
+from .learner import TrainingLearner
 
 
 def vision_learner(
@@ -32,8 +32,8 @@ def vision_learner(
     concat_pool: bool = True, lin_ftrs: list[int] | None = None, ps: float = 0.5, first_bn: bool = True,
     bn_final: bool = False, custom_head: nn.Module | None = None, splitter: Callable | None = None,
     layer_decay: float | None = None, compile: bool = False, y_range: tuple[float, float] | None = None,
-    learner_cls: type[Learner] = Learner, **learner_kwargs: Any,
-) -> Learner:
+    learner_cls: type[TrainingLearner] = TrainingLearner, **learner_kwargs: Any,
+) -> TrainingLearner:
     """A Learner for transfer learning: pretrained ``arch`` body + a new head sized to ``dls.c``.
 
     ``arch``: a timm name (``"resnet34"``), a torchvision builder or an ``nn.Module`` body;
