@@ -1,11 +1,13 @@
 """Wall time of ``learn.fine_tune(1)`` against a raw PyTorch loop, and against fastai 2.8.
 
-All three run the same recipe on the same synthetic folder, arch, image size, batch size and
+All of them run the same recipe on the same synthetic folder, arch, image size, batch size and
 epoch count: one frozen epoch (head + norm layers train) and one unfrozen epoch, each followed
 by a validation pass. The raw loop iterates the *same* ``DataLoaders`` with a plain
-forward/backward/AdamW-step loop and no callbacks, so ``ours / raw`` is the Learner's own
-overhead (goal <= 1.10). ``ours / fastai`` compares end to end, data loading included (goal
-<= 0.75). Each timing is the median of ``--repeats`` runs after one warm-up run (ours and raw alternate).
+forward/backward/AdamW-step loop, no callbacks and no normalization: ``ours / raw`` (goal <= 1.0,
+issue 19) is what a user gains or pays over the loop they would write, with torch's default AdamW;
+``ours / raw_fused`` gives the raw loop the Learner's fused AdamW, so it is the Learner's own
+overhead. ``ours / fastai`` compares end to end, data loading included (goal <= 0.70). Each timing
+is the median of ``--repeats`` runs after one warm-up run, in a rotating order.
 
     python benchmarks/fit_overhead.py                    # ours, raw, and fastai if its venv exists
     python benchmarks/fit_overhead.py --no-fastai --arch resnet18 --size 64 --bs 32
@@ -14,10 +16,12 @@ overhead (goal <= 1.10). ``ours / fastai`` compares end to end, data loading inc
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,11 +33,14 @@ import json, sys, time, torch, warnings
 warnings.filterwarnings("ignore")
 from fastai.vision.all import ImageDataLoaders, Resize, vision_learner, error_rate
 import torchvision
-path, size, bs, workers, arch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+path, size, bs, workers, arch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+kw = {} if workers == "auto" else {"num_workers": int(workers)}  # auto: fastai's default (the CPU count)
 torch.set_num_threads(int(sys.argv[6]))
 for line in sys.stdin:  # one timed fine_tune(1) per request, so runs interleave with ours
+    if line.strip() == "quit":  # not EOF: forked DataLoader workers of the parent hold the pipe open
+        break
     dls = ImageDataLoaders.from_folder(path, valid_pct=0.2, seed=0, item_tfms=Resize(size), bs=bs,
-                                       num_workers=workers, device="cpu")
+                                       device="cpu", **kw)
     learn = vision_learner(dls, getattr(torchvision.models, arch), pretrained=False, metrics=error_rate)
     with learn.no_bar(), learn.no_logging():
         t, c = time.perf_counter(), time.process_time()
@@ -55,8 +62,9 @@ def make_folder(root: Path, n_per_class: int, n_classes: int, min_side: int, max
 def make_dls(path: Path, args: argparse.Namespace):
     from vision_tl import ImageDataLoaders, Resize
 
+    workers = None if args.workers == "auto" else int(args.workers)  # auto: each library's own default
     return ImageDataLoaders.from_folder(path, valid_pct=0.2, seed=0, item_tfms=Resize(args.size), bs=args.bs,
-                                        num_workers=args.workers, device="cpu")
+                                        num_workers=workers, device="cpu")
 
 
 def arch_of(name: str):
@@ -86,19 +94,24 @@ def time_ours(path: Path, args: argparse.Namespace) -> tuple[float, float]:
     return t.times
 
 
-def time_raw(path: Path, args: argparse.Namespace) -> tuple[float, float]:
-    """The same two epochs as a plain loop: forward, loss, backward, AdamW step; then validate."""
+def time_raw(path: Path, args: argparse.Namespace, fused: bool = False) -> tuple[float, float]:
+    """The same two epochs as a plain loop: forward, loss, backward, AdamW step; then validate.
+
+    ``fused=False`` is torch's default AdamW (what a hand-written loop gets); ``fused=True`` is the
+    optimizer the Learner uses, so ``ours / raw_fused`` is the Learner's own overhead alone."""
     import torch
     from torch import nn
 
     from vision_tl import vision_learner
+    from vision_tl.train.optimizer import norm_param_ids
 
     dls = make_dls(path, args)
     # vision_learner only to build the identical model/groups/normalization; it is not used to train
     learn = vision_learner(dls, arch_of(args.arch), pretrained=False)
     model, groups, loss_func = learn.model, learn.param_groups, nn.CrossEntropyLoss()
-    norm_ids = learn._norm_ids
-    opt = torch.optim.AdamW([p for g in groups for p in g], lr=1e-3, betas=(0.9, 0.99), eps=1e-5)
+    norm_ids = norm_param_ids(model)  # the layers the Learner keeps training while frozen
+    opt = torch.optim.AdamW([p for g in groups for p in g], lr=1e-3, betas=(0.9, 0.99), eps=1e-5,
+                            **({"fused": True} if fused else {}))
     with Timer() as t:
         raw_fine_tune(model, groups, norm_ids, opt, loss_func, dls)
     return t.times
@@ -143,8 +156,14 @@ class FastaiWorker:
         return wall, cpu
 
     def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
+        """Ask the worker to exit: waiting for EOF would hang, since the parent's forked DataLoader
+        workers inherited the write end of this pipe and keep it open while they live."""
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
 
 
 def interleaved(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
@@ -156,6 +175,8 @@ def interleaved(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
     for r in range(repeats):
         for k in keys[r % len(keys):] + keys[:r % len(keys)]:  # rotate the order: no position bias
             runs[k].append(fns[k]())
+            print(f"  repeat {r}: {k} {runs[k][-1][0]:.3f} s wall", file=sys.stderr, flush=True)
+            gc.collect()  # the finished learner's DataLoader workers stop now, not during the next run
     return {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in runs.items()}
 
 
@@ -169,7 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--arch", default="resnet18", help="a torchvision model name (both libraries accept it)")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--bs", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--workers", default="auto",
+                    help="DataLoader workers for every leg, or 'auto': each library's default (the lesson-1 script)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--fastai", default=str(REPO / ".venv-fastai" / "bin" / "python"))
@@ -183,7 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
     args.threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         path = make_folder(args.dir or Path(tmp) / "imgs", args.n_per_class, args.classes, args.min_side, args.max_side)
-        fns = {"raw": lambda: time_raw(path, args), "ours": lambda: time_ours(path, args)}
+        fns = {"raw": lambda: time_raw(path, args), "raw_fused": lambda: time_raw(path, args, fused=True),
+               "ours": lambda: time_ours(path, args)}
         worker = None
         if not args.no_fastai and Path(args.fastai).exists():
             worker = fns["fastai"] = FastaiWorker(args.fastai, path, args)
@@ -200,10 +223,13 @@ def main(argv: list[str] | None = None) -> dict:
           f"threads={args.threads}, median of {args.repeats} interleaved runs")
     for i, kind in enumerate(("wall", "cpu")):
         ours = med["ours"][i]
-        line = f"  {kind:4s}: raw {med['raw'][i]:7.3f} s  vision_tl {ours:7.3f} s  = {ours / med['raw'][i]:.3f}x raw (goal <= 1.10)"
-        res[f"ours_over_raw_{kind}"] = round(ours / med["raw"][i], 3)
+        raw, fused = med["raw"][i], med["raw_fused"][i]
+        line = (f"  {kind:4s}: raw {raw:7.3f} s  vision_tl {ours:7.3f} s  = {ours / raw:.3f}x raw (goal <= 1.0)"
+                f"  [raw with fused AdamW {fused:7.3f} s: ours = {ours / fused:.3f}x]")
+        res[f"ours_over_raw_{kind}"] = round(ours / raw, 3)
+        res[f"ours_over_raw_fused_{kind}"] = round(ours / fused, 3)
         if "fastai" in med:
-            line += f"  fastai {med['fastai'][i]:7.3f} s  ours = {ours / med['fastai'][i]:.3f}x fastai (goal <= 0.75)"
+            line += f"  fastai {med['fastai'][i]:7.3f} s  ours = {ours / med['fastai'][i]:.3f}x fastai (goal <= 0.70)"
             res[f"ours_over_fastai_{kind}"] = round(ours / med["fastai"][i], 3)
         print(line)
     print(json.dumps(res))

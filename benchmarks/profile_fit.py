@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--bs", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--workers", default="0", help="an int, or auto (the default for the device)")
     ap.add_argument("--rows", type=int, default=25)
     args = ap.parse_args(argv)
     from vision_tl import error_rate, vision_learner

@@ -113,7 +113,13 @@ def test_predict_table_has_a_header_and_csv_uses_newlines(model_file, class_fold
     assert main(["predict", str(model_file), str(class_folder / "circle"), "--top-k", "2", "--csv", str(out_csv),
                  "--num-workers", "0"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split("\t") == ["file", "label", "prob", "label_2", "prob_2"] and len(lines) == 13
+    assert lines[0].split("\t") == ["file", "label", "prob", "label_2", "prob_2"]
+    rows = [line.split("\t") for line in lines[1:]]
+    assert sorted(Path(r[0]).name for r in rows) == sorted(f.name for f in (class_folder / "circle").iterdir())
+    vocab = {"circle", "square", "stripes"}
+    for file, label, prob, label_2, prob_2 in rows:
+        assert {label, label_2} <= vocab and label != label_2, file
+        assert 1 >= float(prob) >= float(prob_2) >= 0, file
     data = out_csv.read_bytes()
     assert b"\r" not in data and data.startswith(b"file,label,prob,label_2,prob_2\n")
 

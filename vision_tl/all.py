@@ -46,7 +46,8 @@ from .data.pil_image import ImageModule
 Image = ImageModule()  # PIL's Image module; Image.open(...) has fastai's to_thumb (Pillow is not patched)
 
 # every public name of the package (the one list in vision_tl/__init__.py), bound here
-for _name in _vtl._EXPORTS:
+_PUBLIC = [n for n in _vtl.__all__ if not n.startswith("__")]
+for _name in _PUBLIC:
     globals()[_name] = getattr(_vtl, _name)
 del _name
 
@@ -60,4 +61,4 @@ __all__ = [
     # fastai's small helpers
     "L", "Path", "first", "tensor",
 ]
-__all__ += sorted(set(_vtl._EXPORTS) - set(__all__))
+__all__ += sorted(set(_PUBLIC) - set(__all__))

@@ -422,3 +422,27 @@ def test_the_worker_finalizer_leaves_workers_alone_outside_their_parent():
     _stop_workers([NotMyChild()], parent=os.getpid() + 1)  # not the parent: nothing is touched
     with pytest.raises(AssertionError):
         _stop_workers([NotMyChild()], parent=os.getpid())  # the parent does ask
+
+
+@pytest.mark.parametrize("cpus, cpu_workers, gpu_workers", [(2, 0, 2), (4, 0, 4), (16, 4, 8), (64, 8, 8)])
+def test_default_workers_leave_a_small_cpu_to_the_model_and_follow_the_device(class_folder, monkeypatch, cpus,
+                                                                              cpu_workers, gpu_workers):
+    """Training on the CPU, workers compete with the model for the cores (measured 20% slower on 2 cores):
+    the default follows the loader's device, also after ``to``, and survives ``new``/``test_dl``."""
+    from vision_tl.data import tfmd_dl
+
+    monkeypatch.setattr(tfmd_dl.os, "cpu_count", lambda: cpus)
+    dls = ImageDataLoaders.from_folder(class_folder, valid_pct=0.25, seed=0, item_tfms=Resize(16), bs=4,
+                                       device="cpu")
+    assert (dls.train.num_workers, dls.valid.num_workers) == (cpu_workers, cpu_workers)
+    assert dls.train.workers_set is None
+    dls.train.to("meta")  # any non-CPU device: the accelerator rule (no batch is drawn)
+    assert dls.train.num_workers == gpu_workers
+    dls.train.to("cpu")
+    assert dls.train.num_workers == cpu_workers
+    assert dls.test_dl(dls.valid_ds.items[:2]).num_workers == cpu_workers
+    assert dls.train.new(bs=2).workers_set is None
+    dls.train.num_workers = 1  # what a user sets is kept, whatever the device
+    assert dls.train.num_workers == 1 and dls.train.new(bs=2).num_workers == 1
+    with pytest.raises(ValueError, match="num_workers must be an int >= 0"):
+        dls.train.num_workers = -1

@@ -12,7 +12,7 @@ from PIL import Image
 from vision_tl.cli import main
 from vision_tl.doctor.apply import apply_decisions, undo_decisions
 
-from .conftest import folder_hashes
+from .helpers import folder_hashes
 
 
 def _img(path: Path, seed: int) -> None:

@@ -12,7 +12,7 @@ pytest.importorskip("ipywidgets", reason="pip install 'vision_tl[doctor]'")
 
 from vision_tl import ImageClassifierCleaner, ImageDataLoaders, Resize, vision_learner  # noqa: E402
 
-from .conftest import make_digits_set  # noqa: E402
+from .helpers import make_digits_set  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

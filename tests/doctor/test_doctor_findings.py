@@ -15,7 +15,7 @@ import pytest
 
 from vision_tl.cli import main
 
-from .conftest import folder_hashes
+from .helpers import folder_hashes
 
 pytestmark = pytest.mark.slow
 KEYS = {"files", "classes", "unreadable", "duplicates", "label_issues", "odd"}

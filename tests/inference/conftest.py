@@ -9,7 +9,7 @@ from vision_tl.data.item_tfms import Resize
 from vision_tl.inference.predict import Predictor
 from vision_tl.models.build import ModelConfig, build_model
 
-VOCAB = ["circle", "square", "stripes"]
+from .helpers import VOCAB
 
 
 @pytest.fixture

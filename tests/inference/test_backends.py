@@ -19,7 +19,7 @@ from vision_tl.inference.runners import OrtRunner, Runner, TorchRunner
 from vision_tl.inference.vtl import read_vtl
 from vision_tl.models.build import ModelConfig, build_model
 
-from .conftest import VOCAB
+from .helpers import VOCAB
 
 pytestmark = [
     pytest.mark.slow,  # every new graph is an ONNX export (seconds)

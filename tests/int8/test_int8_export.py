@@ -17,7 +17,7 @@ from vision_tl.inference.quantize import INT8_ENTRY, INT8_PAYLOAD, Int8Refused
 from vision_tl.inference.runners import OrtInt8Runner
 from vision_tl.inference.vtl import read_manifest, read_payload
 
-from .conftest import SIZE, train_head
+from .helpers import SIZE, train_head
 
 pytestmark = pytest.mark.slow  # ONNX exports and calibrations (seconds each)
 

@@ -183,9 +183,15 @@ def test_default_splitter_gives_early_body_late_body_head(cfg):
     assert any(p is first_conv for p in groups[0])
 
 
-def test_layerwise_splitter_has_one_group_per_stage():
+def test_layerwise_splitter_has_one_group_per_stage_in_order():
+    """stem, layer1..layer4, head: each group holds exactly that stage's parameters (layer decay relies on it)."""
     model = build_model(ModelConfig("resnet10t", n_out=3))
-    assert len(check_groups(model, layerwise_splitter(model))) == 6  # stem, 4 stages, head
+    groups = check_groups(model, layerwise_splitter(model))
+    body = model[0].model  # the timm resnet: conv1/bn1 (the stem), layer1..layer4
+    expected = [[*model[0].model.conv1.parameters(), *body.bn1.parameters()],
+                *[list(getattr(body, f"layer{i}").parameters()) for i in range(1, 5)],
+                list(model[1].parameters())]
+    assert [{id(p) for p in g} for g in groups] == [{id(p) for p in g} for g in expected]
 
 
 def test_check_groups_names_left_out_parameters():

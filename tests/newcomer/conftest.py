@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 
 import pytest
 
-
-def cut_jpeg(path, keep: int = 300):
-    """A JPEG cut short (a failed copy): the header reads, the image does not."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 64), (200, 30, 30)).save(buf, "JPEG")
-    path.write_bytes(buf.getvalue()[:keep])
-    return path
+from .helpers import cut_jpeg
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from vision_tl import find_bad_images
 from vision_tl.cli import main
 
-from .conftest import cut_jpeg
+from .helpers import cut_jpeg
 
 
 def test_find_bad_images_names_cut_empty_missing_and_non_image_files(tmp_path, class_folder):

@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,7 +51,13 @@ def test_multi_label_predict_prints_a_header_and_says_where_the_csv_went(tmp_pat
     out = capsys.readouterr()
     assert code == 0, out.err
     lines = out.out.splitlines()
-    assert lines[0].split("\t") == ["file", "labels", *dls.vocab] and len(lines) == 13
+    assert lines[0].split("\t") == ["file", "labels", *dls.vocab]
+    rows = [line.split("\t") for line in lines[1:]]
+    assert sorted(Path(r[0]).name for r in rows) == sorted(f.name for f in (data / "images").iterdir())
+    for file, labels, *probs in rows:
+        assert len(probs) == len(dls.vocab) and all(0 <= float(p) <= 1 for p in probs), file
+        shown = set(labels.split()) if labels else set()  # the labels column: the classes above the threshold
+        assert shown == {c for c, p in zip(dls.vocab, probs) if float(p) > 0.5}, file
     assert f"wrote 12 predictions to {out_csv}" in out.err
     assert list(csv.DictReader(open(out_csv)))[0].keys() == {"file", "labels", *dls.vocab}
 

@@ -12,7 +12,7 @@ import pytest
 from vision_tl import load_learner
 from vision_tl.serve.auth import authorized
 
-from .conftest import API_KEY, VOCAB, image_bytes, multipart
+from .helpers import API_KEY, VOCAB, image_bytes, multipart
 
 pytestmark = pytest.mark.slow
 

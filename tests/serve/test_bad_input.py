@@ -7,7 +7,7 @@ import socket
 import httpx
 import pytest
 
-from .conftest import API_KEY, bomb_png, image_bytes, multipart
+from .helpers import API_KEY, bomb_png, image_bytes, multipart
 
 pytestmark = pytest.mark.slow
 

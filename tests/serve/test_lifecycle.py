@@ -15,7 +15,7 @@ import pytest
 
 from vision_tl.serve.model import load_model
 
-from .conftest import Server, free_port, image_bytes
+from .helpers import Server, free_port, image_bytes
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import API_KEY, image_bytes
+from .helpers import API_KEY, image_bytes
 
 pytestmark = pytest.mark.slow
 

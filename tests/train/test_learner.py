@@ -348,7 +348,11 @@ def test_plot_loss_is_agg_safe(tmp_path, make_learner):
     learn = make_learner(tmp_path)
     learn.fit(2)
     ax = learn.recorder.plot_loss(skip_start=0)
-    assert len(ax.lines) == 2
+    train, valid = ax.lines
+    rec = learn.recorder
+    assert list(train.get_ydata()) == pytest.approx(rec.losses) and len(rec.losses) == 2 * len(learn.dls.train)
+    assert list(valid.get_xdata()) == rec.iters and list(valid.get_ydata()) == pytest.approx([v[1] for v in rec.values])
+    assert list(learn.recorder.plot_loss(skip_start=3).lines[0].get_ydata()) == pytest.approx(rec.losses[3:])
 
 
 def test_layer_decay_gives_geometric_group_lrs(tiny_dls):

@@ -76,7 +76,14 @@ def test_a_suggestion_function_takes_and_returns_what_fastais_do():
     losses = torch.cat([torch.full((40,), 2.0), torch.linspace(2.0, 0.5, 40), torch.linspace(0.5, 5.0, 20)])
     for f in (minimum, steep, valley, slide):
         lr, (x, y) = f(lrs, losses, 100)
-        assert isinstance(lr, float) and 1e-7 <= x <= 10 and 0.4 <= y <= 5.0
+        assert isinstance(lr, float) and isinstance(x, float) and isinstance(y, float)
+        i = int(torch.argmin((lrs - x).abs()))  # the point it names is a point of the curve
+        assert x == pytest.approx(float(lrs[i]), rel=1e-6) and y == pytest.approx(float(losses[i]), rel=1e-6)
+        assert i >= 40 and y < 2.0, f.__name__  # past the flat start, below its loss
+        if f in (steep, valley):
+            assert i < 80, f.__name__  # on the falling run (40-79), not on the rise
+    lr, (x, _) = minimum(lrs, losses, 100)
+    assert x == pytest.approx(float(lrs[79])) and lr == pytest.approx(x / 10)  # fastai: a tenth of the lowest
     assert suggest_lrs(lrs, losses, partial(slide, lr_diff=10))._fields == ("slide",)
     with pytest.raises(ValueError, match="different names"):
         suggest_lrs(lrs, losses, (valley, valley))

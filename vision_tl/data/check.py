@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from .images import ImageError, _open_regular
+from .images import ImageError, open_regular
 
 __all__ = ["find_bad_images", "drop_items"]
 
@@ -26,7 +26,7 @@ __all__ = ["find_bad_images", "drop_items"]
 def _look(path: Path) -> ImageError | None:
     """None when ``path`` looks readable, else the :class:`ImageError` that says why not."""
     try:
-        with _open_regular(path) as f:
+        with open_regular(path) as f:
             try:
                 img = Image.open(f)
             except UnidentifiedImageError:

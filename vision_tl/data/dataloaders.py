@@ -130,7 +130,7 @@ class DataLoaders:
         else:
             ds = ImageDataset(items, labels, self.vocab, self.item_tfms, train=False, on_bad_image=bad,
                               multi_label=self.multi_label)
-        nw = self.valid.num_workers if num_workers is None else num_workers
+        nw = getattr(self.valid, "workers_set", self.valid.num_workers) if num_workers is None else num_workers
         return TfmdDL(ds, bs=bs or self.valid.bs, train=False, batch_tfms=self.batch_tfms, device=self.device,
                       num_workers=nw, with_labels=with_labels, persistent_workers=False)
 

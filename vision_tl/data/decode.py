@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .show import _decoded
+from .show import decoded_for_display
 from .tensor_types import TensorCategory, TensorImage, TensorMultiCategory
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def decode(dl: TfmdDL, b: tuple | list | torch.Tensor) -> tuple:
     items = tuple(b) if isinstance(b, (tuple, list)) else (b,)
     if not items:
         raise ValueError("decode needs a batch: (x,) or (x, y)")
-    x = TensorImage(_decoded(items[0].detach().float(), dl.batch_tfms).cpu())
+    x = TensorImage(decoded_for_display(items[0].detach().float(), dl.batch_tfms).cpu())
     rest = tuple(_target(dl, y) if isinstance(y, torch.Tensor) else y for y in items[1:2])
     return (x, *rest, *items[2:])
 

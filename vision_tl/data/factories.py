@@ -36,8 +36,9 @@ class ImageDataLoaders(DataLoaders):
     Each factory is a :class:`DataBlock` recipe (one pipeline). Every factory takes the same keyword
     arguments after its own: ``valid_pct``/``seed`` (split; ``seed`` also seeds shuffling and
     augmentation), ``vocab``, ``item_tfms``, ``batch_tfms``, ``bs``, ``val_bs``, ``device``,
-    ``num_workers`` (default: CPU count, at most 8), ``on_bad_image`` ("warn": skip a bad file with a
-    warning naming it; "raise": stop), ``shuffle``, ``drop_last``.
+    ``num_workers`` (default ``default_num_workers(device)``: none on a CPU device of 4 cores or
+    fewer, where the model needs every core; else up to 8), ``on_bad_image`` ("warn": skip a bad file
+    with a warning naming it; "raise": stop), ``shuffle``, ``drop_last``.
     """
 
     @classmethod

@@ -107,7 +107,7 @@ def _kind(mode: int) -> str:
     return kinds.get(stat.S_IFMT(mode), "not a regular file")
 
 
-def _open_regular(path: Path) -> BinaryIO:
+def open_regular(path: Path) -> BinaryIO:
     """Open ``path`` for reading if it is a regular file, without ever blocking.
 
     A plain ``open`` of a named pipe (a FIFO called ``x.jpg``) waits for a writer forever; opening it
@@ -161,7 +161,7 @@ def open_image(
         return _decode(io.BytesIO(bytes(src)), None, draft_size, max_pixels)
     if isinstance(src, (str, Path)):
         path = Path(src)
-        with _open_regular(path) as f:
+        with open_regular(path) as f:
             return _decode(f, path, draft_size, max_pixels)
     raise TypeError(f"open_image expects a path, bytes or a PIL image, got {type(src).__name__}")
 

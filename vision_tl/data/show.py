@@ -18,10 +18,10 @@ if TYPE_CHECKING:
     from .dataloaders import DataLoaders
     from .tfmd_dl import TfmdDL
 
-__all__ = ["draw_batch", "pipeline_summary", "title_of"]
+__all__ = ["decoded_for_display", "draw_batch", "pipeline_summary", "title_of"]
 
 
-def _decoded(xb: torch.Tensor, tfms: Sequence[BatchTransform]) -> torch.Tensor:
+def decoded_for_display(xb: torch.Tensor, tfms: Sequence[BatchTransform]) -> torch.Tensor:
     """Undo ``Normalize`` for display; clip to [0, 1]."""
     for t in tfms:
         if isinstance(t, Normalize):
@@ -53,7 +53,7 @@ def draw_batch(dl: TfmdDL, max_n: int = 9, nrows: int | None = None, ncols: int 
     import matplotlib.pyplot as plt
 
     batch = dl.one_batch(unique=unique)
-    xb = _decoded(batch[0], dl.batch_tfms)[:max_n].float().cpu()
+    xb = decoded_for_display(batch[0], dl.batch_tfms)[:max_n].float().cpu()
     yb = list(batch[1][: len(xb)].cpu().numpy()) if len(batch) > 1 else [None] * len(xb)
     n = len(xb)
     ncols = ncols or math.ceil(math.sqrt(n))

@@ -42,9 +42,20 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def default_num_workers() -> int:
-    """One worker per CPU core, at most 8 (decoding is the bottleneck; more rarely helps)."""
-    return min(os.cpu_count() or 1, 8)
+def default_num_workers(device: torch.device | str | None = None) -> int:
+    """Worker processes for a loader that feeds ``device`` (``None``: an accelerator's rule).
+
+    With an accelerator the cores are free for decoding: one worker per core, at most 8. When the
+    model trains on the CPU it already uses every core (torch's intra-op threads), and workers
+    compete with it: on 2 cores ``fine_tune(1)`` of resnet18 at 64 px took 2.36 s with 0 workers and
+    2.94 s with 2, with or without augmentation, and resnet10t 1.84 vs 2.30 s (BENCHMARKS.md, issue
+    19). So a CPU device with 4 cores or fewer decodes in the main process, and a bigger CPU gives
+    the loader a quarter of its cores (the rule prediction uses, ``inference/predict.py``).
+    """
+    cpus = os.cpu_count() or 1
+    if device is not None and torch.device(device).type == "cpu":
+        return 0 if cpus <= 4 else min(cpus // 4, 8)
+    return min(cpus, 8)
 
 
 def _check_device(device: torch.device | str) -> torch.device:
@@ -234,9 +245,6 @@ class TfmdDL:
     ):
         if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
             raise ValueError(f"bs must be a positive int, got {bs!r}")
-        num_workers = default_num_workers() if num_workers is None else num_workers
-        if not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
         self.dataset, self.bs, self.train, self.num_workers = dataset, bs, train, num_workers
         self.batch_tfms = batch_tfms if batch_tfms is not None else []
         self.device = _check_device(device) if device is not None else default_device()
@@ -247,6 +255,23 @@ class TfmdDL:
         self._epoch, self._current_epoch = 0, 0
         self._loader: DataLoader | None = None
         self._loader_key: tuple | None = None
+
+    @property
+    def num_workers(self) -> int:
+        """Worker processes; unless set, ``default_num_workers(self.device)``: it follows ``to(device)``."""
+        return default_num_workers(self.device) if self._num_workers is None else self._num_workers
+
+    @num_workers.setter
+    def num_workers(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"num_workers must be an int >= 0, got {value!r}")
+        self._num_workers = value
+        self._loader = None
+
+    @property
+    def workers_set(self) -> int | None:
+        """``num_workers`` as given (``None``: the device's default), which ``new`` and ``test_dl`` keep."""
+        return self._num_workers
 
     @property
     def drop_last(self) -> bool:
@@ -268,7 +293,7 @@ class TfmdDL:
             self.dataset if dataset is None else dataset, bs=bs or self.bs, train=self.train,
             batch_tfms=list(self.batch_tfms) if batch_tfms is None else batch_tfms,
             device=self.device if device is None else device,
-            num_workers=self.num_workers if num_workers is None else num_workers, drop_last=self._drop_last,
+            num_workers=self._num_workers if num_workers is None else num_workers, drop_last=self._drop_last,
             seed=self.seed, with_labels=self.with_labels, persistent_workers=self.persistent_workers,
         )
 
@@ -411,7 +436,8 @@ def inorder_dl(dl: Any, train: bool = False, bs: int | None = None, device: Any 
         ds.train = train
     out = TfmdDL(
         ds, bs=bs or dl.bs, train=train, batch_tfms=dl.batch_tfms, device=device or dl.device,
-        num_workers=dl.num_workers, drop_last=False, seed=int(torch.randint(2**31, (1,))) if train else 0,
+        num_workers=getattr(dl, "workers_set", dl.num_workers), drop_last=False,
+        seed=int(torch.randint(2**31, (1,))) if train else 0,
         with_labels=getattr(dl, "with_labels", True), persistent_workers=False,
     )
     if train:  # TfmdDL shuffles on train: keep the dataset order

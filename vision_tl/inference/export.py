@@ -19,8 +19,8 @@ from .train_items import train_items_entry
 from .vtl import (  # noqa: F401 - as above
     FORMAT_NAME,
     ExportFormatError,
-    _versions,
     describe_manifest,
+    library_versions,
     read_manifest,
     weights_sha256,
     write_vtl,
@@ -50,7 +50,7 @@ def build_manifest(predictor: Predictor) -> dict[str, Any]:
         "model_config": {**cfg.to_dict(), "input_size": _trained_size(predictor, cfg)},
         "vocab": list(predictor.vocab),
         **predictor.spec.to_dict(),  # item_tfms, batch_tfms, normalize, input_size, activation
-        "versions": _versions(),
+        "versions": library_versions(),
     }
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from torch import nn
 
-from ..train.learner import TrainingLearner
 from ..train import vision_learner as _vision
 from ..train.distributed import rank0_only
+from ..train.learner import TrainingLearner
 from .export import export_learner
 from .int8 import export_int8
 from .interpret import show_results

@@ -19,7 +19,7 @@ from ..models.preprocess import Preprocess
 from .backends import check_backend, make_runner
 from .fastai_names import load_name
 from .predict import Predictor
-from .vtl import ExportFormatError, VtlFile, _versions, read_vtl
+from .vtl import ExportFormatError, VtlFile, library_versions, read_vtl
 
 __all__ = ["load_learner"]
 
@@ -74,7 +74,7 @@ def predictor_from_vtl(vtl: VtlFile, device: str | torch.device = "cpu") -> Pred
         saved = (m.get("versions") or {}).get("timm")
         raise ExportFormatError(
             path, f"cannot build model {cfg.arch!r} (exported with timm {saved}, this is timm "
-            f"{_versions()['timm']}): {e}"
+            f"{library_versions()['timm']}): {e}"
         ) from None
     _check_weights(path, model, sd, m)
     model.load_state_dict(sd, strict=True)
@@ -99,7 +99,7 @@ def _check_weights(path: Path, model: torch.nn.Module, sd: Mapping[str, torch.Te
         if keys:
             parts.append(f"{len(keys)} {label} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
     cfg = m["model_config"]
-    saved, here = m.get("versions") or {}, _versions()
+    saved, here = m.get("versions") or {}, library_versions()
     note = "" if saved.get("timm") == here["timm"] else (
         f"; exported with timm {saved.get('timm')}, this is timm {here['timm']}")
     raise ExportFormatError(

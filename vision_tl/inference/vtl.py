@@ -45,7 +45,7 @@ from ..files import sibling_temp
 from ..models.preprocess import ACTIVATIONS
 from .quantize import describe_int8
 
-__all__ = ["CORE_KEYS", "ExportFormatError", "VtlFile", "describe_manifest", "read_manifest", "read_payload",
+__all__ = ["CORE_KEYS", "ExportFormatError", "VtlFile", "describe_manifest", "library_versions", "read_manifest", "read_payload",
            "read_vtl", "update_vtl", "weights_sha256", "write_vtl"]
 
 FORMAT_NAME = "vision_tl.learner"
@@ -73,7 +73,8 @@ class ExportFormatError(ValueError):
         return (type(self), (self.path, self.reason))
 
 
-def _versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
+    """The versions a file records and a loader compares: vision_tl, torch, timm."""
     import timm
 
     from .. import __version__

@@ -14,7 +14,8 @@ checkpoints, distributed) is a callback. The model, data, optimizer and recipes 
 (``learner.py``): it sets ``model``, ``dls``, ``loss_func``, ``opt``, ``scaler``, ``metrics`` and
 ``device``, and fills in the override points declared here (``create_opt``, ``set_hypers``,
 ``batches``). ``Loop.__init__`` sets the loop's own state (callbacks, counters, ``gather_preds``,
-``resume_state``); nothing here reads an attribute only a subclass defines.
+``resume_state``); what the subclass must provide is declared on the class (``model``, ``dls``,
+``loss_func``, ``metrics``, ``device``), so everything the loop reads is named here.
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ class TrainingOOMError(RuntimeError):
 class Loop:
     """Callbacks, events and the fit loop; the base of ``Learner`` (see the module docstring)."""
 
+    # what the subclass provides (``TrainingLearner`` sets them before any fit): the loop's contract
+    model: torch.nn.Module
+    dls: Any  # ``.train`` and ``.valid`` loaders
+    loss_func: Callable[..., torch.Tensor]
+    metrics: list[Callable]
+    device: torch.device
+    # the loop's own state (``__init__``)
     cbs: list[Callback]
     gather_preds: GatherPreds  # what the validation pass produced (a callback: DDP swaps in its own)
     pred: Any = None  # the model's output for the current batch (None until the step sets it)
