@@ -11,6 +11,7 @@ is the median of ``--repeats`` runs after one warm-up run, in a rotating order.
 
     python benchmarks/fit_overhead.py                    # ours, raw, and fastai if its venv exists
     python benchmarks/fit_overhead.py --no-fastai --arch resnet18 --size 64 --bs 32
+    python benchmarks/fit_overhead.py --photos --n-per-class 300      # lesson 1 on 600 photo crops
 """
 
 from __future__ import annotations
@@ -187,6 +188,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--classes", type=int, default=2)
     ap.add_argument("--min-side", type=int, default=375, help="image sides are drawn from [min, max] (pets: ~375-500)")
     ap.add_argument("--max-side", type=int, default=500)
+    ap.add_argument("--photos", action="store_true",
+                    help="real photo content (random crops of scikit-learn's two sample photos, classes china/flower, "
+                         "--n-per-class each) instead of synthetic shapes")
     ap.add_argument("--arch", default="resnet18", help="a torchvision model name (both libraries accept it)")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--bs", type=int, default=32)
@@ -204,7 +208,16 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     args.threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
-        path = make_folder(args.dir or Path(tmp) / "imgs", args.n_per_class, args.classes, args.min_side, args.max_side)
+        if args.photos:
+            from predict import make_photo_folder  # benchmarks/ is on the path when this runs as a script
+
+            root = args.dir or Path(tmp) / "photos"
+            if not (root / "train" / "china").is_dir():
+                make_photo_folder(root, args.n_per_class, 0, sides=(args.min_side, args.max_side))
+            path = root / "train"
+        else:
+            path = make_folder(args.dir or Path(tmp) / "imgs", args.n_per_class, args.classes, args.min_side,
+                               args.max_side)
         fns = {"raw": lambda: time_raw(path, args), "raw_fused": lambda: time_raw(path, args, fused=True),
                "ours": lambda: time_ours(path, args)}
         worker = None
@@ -215,7 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             if worker is not None:
                 worker.close()
-    res: dict = {"arch": args.arch, "size": args.size, "bs": args.bs, "images": args.n_per_class * args.classes,
+    res: dict = {"arch": args.arch, "size": args.size, "bs": args.bs, "photos": args.photos,
+                 "images": args.n_per_class * (2 if args.photos else args.classes),
                  "workers": args.workers, "threads": args.threads, "repeats": args.repeats}
     for k, (wall, cpu) in med.items():
         res[f"{k}_wall_s"], res[f"{k}_cpu_s"] = round(wall, 3), round(cpu, 3)

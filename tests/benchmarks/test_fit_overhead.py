@@ -23,16 +23,19 @@ def _module():
 
 
 @pytest.mark.slow
-def test_benchmark_times_every_leg_and_reports_ratios(tmp_path):
+@pytest.mark.parametrize("content", [[], ["--photos"]])
+def test_benchmark_times_every_leg_and_reports_ratios(tmp_path, content):
     out = subprocess.run([sys.executable, str(SCRIPT), "--dir", str(tmp_path / "imgs"), "--n-per-class", "8",
                           "--min-side", "40", "--max-side", "48", "--size", "16", "--bs", "4", "--repeats", "1",
-                          "--no-fastai"], capture_output=True, text=True, timeout=600)
+                          "--no-fastai", *content], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     for leg in ("raw", "raw_fused", "ours"):
         assert res[f"{leg}_wall_s"] > 0, leg
     assert res["ours_over_raw_wall"] == pytest.approx(res["ours_wall_s"] / res["raw_wall_s"], abs=2e-3)
-    assert "repeat 0: ours" in out.stderr
+    assert "repeat 0: ours" in out.stderr and res["images"] == 16
+    if content:  # the photo crops: two classes of 8, in the folder given
+        assert sorted(p.name for p in (tmp_path / "imgs" / "train").iterdir()) == ["china", "flower"]
 
 
 def _hold_fds() -> None:
