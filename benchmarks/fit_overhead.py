@@ -63,6 +63,9 @@ def make_folder(root: Path, n_per_class: int, n_classes: int, min_side: int, max
 def make_dls(path: Path, args: argparse.Namespace):
     from vision_tl import ImageDataLoaders, Resize
 
+    from vision_tl.data.decode_cache import decode_cache
+
+    decode_cache().clear()  # every run starts cold: a run must not reuse the images an earlier run decoded
     workers = None if args.workers == "auto" else int(args.workers)  # auto: each library's own default
     return ImageDataLoaders.from_folder(path, valid_pct=0.2, seed=0, item_tfms=Resize(args.size), bs=args.bs,
                                         num_workers=workers, device="cpu")

@@ -1,4 +1,4 @@
-"""The image dataset (decode + item transforms, run in a worker) and the uint8 collate function.
+"""The image dataset (decode + item transforms, in a worker or the main process) and the uint8 collate function.
 
 Bad images in the training set (``on_bad_image``): ``"warn"`` (default) skips the file with a
 ``warnings.warn`` naming it, once per file and process, and uses the next item instead, so one
@@ -20,7 +20,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..basics import CategoryMap
-from .images import ImageError, load_rgb
+from .decode_cache import load_rgb_cached
+from .images import ImageError
 from .item_tfms import ItemTransform, apply_item_tfms, draft_size_for
 
 __all__ = ["ImageDataset", "collate_uint8"]
@@ -72,8 +73,9 @@ class ImageDataset(Dataset):
         return ds
 
     def load(self, i: int, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Decode item ``i`` and apply the item transforms (raises :class:`ImageError`)."""
-        img = load_rgb(self.items[i], draft_size=draft_size_for(self.item_tfms))
+        """Decode item ``i`` (in the main process, once per file: ``decode_cache.py``) and apply the item
+        transforms (raises :class:`ImageError`)."""
+        img = load_rgb_cached(self.items[i], draft_size=draft_size_for(self.item_tfms))
         return apply_item_tfms(img, self.item_tfms, self.train, rng=rng)
 
     def target(self, i: int) -> int | np.ndarray:
