@@ -62,7 +62,6 @@ def make_folder(root: Path, n_per_class: int, n_classes: int, min_side: int, max
 
 def make_dls(path: Path, args: argparse.Namespace):
     from vision_tl import ImageDataLoaders, Resize
-
     from vision_tl.data.decode_cache import decode_cache
 
     decode_cache().clear()  # every run starts cold: a run must not reuse the images an earlier run decoded
