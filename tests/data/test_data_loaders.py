@@ -431,7 +431,7 @@ def test_default_workers_leave_a_small_cpu_to_the_model_and_follow_the_device(cl
     the default follows the loader's device, also after ``to``, and survives ``new``/``test_dl``."""
     from vision_tl.data import tfmd_dl
 
-    monkeypatch.setattr(tfmd_dl.os, "cpu_count", lambda: cpus)
+    monkeypatch.setattr(tfmd_dl, "available_cpus", lambda: cpus)
     dls = ImageDataLoaders.from_folder(class_folder, valid_pct=0.25, seed=0, item_tfms=Resize(16), bs=4,
                                        device="cpu")
     assert (dls.train.num_workers, dls.valid.num_workers) == (cpu_workers, cpu_workers)

@@ -16,7 +16,7 @@ from vision_tl.data import decode_cache
 @pytest.fixture
 def cache():
     yield decode_cache.configure(64)
-    decode_cache.configure(decode_cache.DEFAULT_BUDGET_MB)
+    decode_cache.configure()
 
 
 def _epoch(dl) -> list[torch.Tensor]:
@@ -63,7 +63,7 @@ def test_callers_get_their_own_writable_copy(tmp_path, cache):
     assert cache.hits == 1 and b.flags.writeable and int(b.min()) == 7
 
 
-def test_the_budget_is_never_exceeded_and_a_full_cache_still_decodes(tmp_path):
+def test_the_budget_is_never_exceeded_and_the_least_recently_used_go_first(tmp_path):
     files = []
     for i in range(5):
         files.append(tmp_path / f"{i}.png")
@@ -72,8 +72,24 @@ def test_the_budget_is_never_exceeded_and_a_full_cache_still_decodes(tmp_path):
     try:
         out = [int(decode_cache.load_rgb_cached(f)[0, 0, 0]) for f in files]
         assert out == [0, 1, 2, 3, 4] and len(cache) == 2 and cache.nbytes <= cache.budget
+        decode_cache.load_rgb_cached(files[3])  # 3 is used again: 4 is now the oldest
+        decode_cache.load_rgb_cached(files[0])
+        assert cache.hits == 1 and len(cache) == 2
+        decode_cache.load_rgb_cached(files[3])
+        assert cache.hits == 2  # 3 stayed, 4 went
+        decode_cache.load_rgb_cached(files[4])
+        assert cache.hits == 2
     finally:
-        decode_cache.configure(decode_cache.DEFAULT_BUDGET_MB)
+        decode_cache.configure()
+
+
+def test_a_replaced_file_frees_its_old_array(tmp_path, cache):
+    f = tmp_path / "a.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(f)
+    decode_cache.load_rgb_cached(f)
+    Image.fromarray(np.zeros((16, 24, 3), np.uint8)).save(f)  # rewritten in place, another size
+    assert decode_cache.load_rgb_cached(f).shape == (16, 24, 3)
+    assert len(cache) == 1 and cache.nbytes == 16 * 24 * 3
 
 
 def test_worker_processes_do_not_fill_the_cache(class_folder, cache):
@@ -82,8 +98,13 @@ def test_worker_processes_do_not_fill_the_cache(class_folder, cache):
     assert len(cache) == 0 and cache.hits == cache.misses == 0
 
 
-def test_a_bad_budget_in_the_environment_names_the_variable(monkeypatch):
+@pytest.mark.parametrize("value", ["lots", "nan", "inf", "-1"])
+def test_a_bad_budget_in_the_environment_names_the_variable(monkeypatch, value):
     monkeypatch.setattr(decode_cache, "_cache", None)
-    monkeypatch.setenv("VISION_TL_DECODE_CACHE_MB", "lots")
+    monkeypatch.setenv("VISION_TL_DECODE_CACHE_MB", value)
     with pytest.raises(ValueError, match="VISION_TL_DECODE_CACHE_MB"):
         decode_cache.decode_cache()
+
+
+def test_the_default_budget_is_at_most_a_sixteenth_of_the_memory():
+    assert 0 < decode_cache.default_budget() <= decode_cache.DEFAULT_BUDGET_MB * 2**20

@@ -51,3 +51,28 @@ def test_tensors_without_a_fused_kernel_get_torchs_default_adamw(dtype):
     p = nn.Parameter(torch.zeros(3, dtype=dtype))
     opt = optimizer.adamw([{"params": [p]}], lr=1e-3)
     assert not opt.defaults.get("fused")
+
+
+def test_adamw_takes_parameters_as_a_generator_as_torch_does():
+    model = _model()
+    opt = optimizer.adamw(model.parameters(), lr=1e-3)
+    groups = optimizer.adamw([{"params": model[0].parameters()}, {"params": model[5].parameters()}], lr=1e-3)
+    n = len(list(model[0].parameters())) + len(list(model[5].parameters()))
+    assert len(opt.param_groups[0]["params"]) == len(list(model.parameters()))
+    assert sum(len(g["params"]) for g in groups.param_groups) == n
+
+
+def test_a_checkpoint_from_an_unfused_optimizer_keeps_the_fused_kernel_and_its_state():
+    """torch's load_state_dict copies ``fused`` from the saved groups; ours keeps the optimizer's own."""
+    old_model = _model()
+    old = torch.optim.AdamW(old_model.parameters(), lr=1e-2, betas=(0.9, 0.99), eps=1e-5)  # before the default
+    _train(old_model, old, steps=2)
+    model = copy.deepcopy(old_model)
+    opt = optimizer.adamw([{"params": list(model.parameters())}], lr=1e-2)
+    optimizer.load_opt_state(opt, copy.deepcopy(old.state_dict()))  # as from a file: no shared tensors
+    assert opt.param_groups[0]["fused"] is True
+    assert all(s["step"].dtype == torch.float32 and float(s["step"]) == 2 for s in opt.state.values())
+    _train(model, opt, steps=1)  # the fused kernel runs on the loaded moments
+    _train(old_model, old, steps=1)
+    for p, q in zip(model.parameters(), old_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-4)

@@ -29,7 +29,7 @@ from .batch_tfms import BatchTransform, Normalize, apply_batch_tfms
 from .datasets import ImageDataset, collate_uint8
 from .item_tfms import limit_worker_threads
 
-__all__ = ["TfmdDL", "default_device", "default_num_workers"]
+__all__ = ["TfmdDL", "available_cpus", "default_device", "default_num_workers"]
 
 
 def default_device() -> torch.device:
@@ -42,6 +42,14 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def available_cpus() -> int:
+    """The cores this process may run on (its affinity: a container's or ``taskset``'s limit), not the host's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def default_num_workers(device: torch.device | str | None = None) -> int:
     """Worker processes for a loader that feeds ``device`` (``None``: an accelerator's rule).
 
@@ -52,7 +60,7 @@ def default_num_workers(device: torch.device | str | None = None) -> int:
     19). So a CPU device with 4 cores or fewer decodes in the main process, and a bigger CPU gives
     the loader a quarter of its cores (the rule prediction uses, ``inference/predict.py``).
     """
-    cpus = os.cpu_count() or 1
+    cpus = available_cpus()
     if device is not None and torch.device(device).type == "cpu":
         return 0 if cpus <= 4 else min(cpus // 4, 8)
     return min(cpus, 8)

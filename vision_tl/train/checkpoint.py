@@ -17,6 +17,7 @@ import torch
 
 from ..files import sibling_temp
 from .distributed import barrier, is_main_process
+from .optimizer import load_opt_state
 from .rng import get_rng_states, set_rng_states
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def _load_model_state(learn: TrainingLearner, sd: Any, f: Path, strict: bool = T
 
 def _load_opt_state(opt: Any, sd: Any, f: Path) -> None:
     try:
-        opt.load_state_dict(sd)
+        load_opt_state(opt, sd)
     except (RuntimeError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f, f"its optimizer state does not fit this model's optimizer ({_first_line(e)})") from None
 

@@ -1,6 +1,6 @@
 """The fit loop the Learner runs, with its events and its named override points.
 
-``Loop`` is the part of ``Learner`` that trains: the callbacks and their events, the
+``Loop`` is the part of ``TrainingLearner`` that trains: the callbacks and their events, the
 fit → epoch → batch loop, and the two steps a subclass may override, as Keras's ``train_step``:
 
 - ``train_step()``: one optimisation step on ``self.xb`` / ``self.yb`` (forward, loss, backward,
@@ -59,7 +59,7 @@ class TrainingOOMError(RuntimeError):
 
 
 class Loop:
-    """Callbacks, events and the fit loop; the base of ``Learner`` (see the module docstring)."""
+    """Callbacks, events and the fit loop; the base of ``TrainingLearner`` (see the module docstring)."""
 
     # what the subclass provides (``TrainingLearner`` sets them before any fit): the loop's contract
     model: torch.nn.Module

@@ -24,12 +24,35 @@ def adamw(params: list[dict], lr: float) -> torch.optim.Optimizer:
     than 2.4 on the CPU) get the default implementation.
     """
     kwargs = {"lr": lr, "betas": (0.9, 0.99), "eps": 1e-5}
+    # a generator (``model.parameters()``) is read once: make lists before looking at the tensors
+    params = [dict(g, params=list(g["params"])) if isinstance(g, dict) else g for g in params]
     if _fusable(params):
         try:
             return torch.optim.AdamW(params, fused=True, **kwargs)
         except RuntimeError:  # this torch has no fused kernel for these tensors
             pass
     return torch.optim.AdamW(params, **kwargs)
+
+
+_IMPLEMENTATION = ("fused", "foreach", "capturable", "differentiable")
+
+
+def load_opt_state(opt: torch.optim.Optimizer, state: dict) -> None:
+    """``opt.load_state_dict(state)`` that keeps ``opt``'s own implementation (fused or not).
+
+    torch copies every group setting from the saved state, ``fused`` included: a checkpoint saved
+    before the fused default (or on another device) would switch this optimizer's kernel, to a slower
+    one, or to a fused one this device lacks. The hyper-parameters still come from the checkpoint.
+    """
+    kept = [{k: g[k] for k in _IMPLEMENTATION if k in g} for g in opt.param_groups]
+    opt.load_state_dict(state)
+    for g, impl in zip(opt.param_groups, kept):
+        g.update(impl)
+        if g.get("fused"):  # the fused kernel wants each step count beside its parameter, as float32
+            for p in g["params"]:
+                st = opt.state.get(p, {})
+                if isinstance(st.get("step"), torch.Tensor):
+                    st["step"] = st["step"].to(p.device, torch.float32)
 
 
 def _fusable(params: list[dict]) -> bool:
