@@ -54,7 +54,7 @@ class Learner(TrainingLearner):
         dls = self.dls
         key = (model, None if param is None else (param.device, param.dtype), dls, tuple(dls.vocab),
                tuple(repr(t) for t in dls.item_tfms), tuple((id(t), repr(t)) for t in dls.batch_tfms),
-               self.model_config, self._preprocess, getattr(self.loss_func, "thresh", None))
+               self.model_config, self.preprocess_stats, getattr(self.loss_func, "thresh", None))
         cached = getattr(self, "_predictor_cache", None)
         if cached is None or cached[0] != key:  # the model and dls compare by identity
             self._predictor_cache = (key, Predictor.from_learner(self))

@@ -115,6 +115,12 @@ class TrainingLearner(Loop):
             raise TypeError(f"preprocess must be a Preprocess, got {type(spec).__name__}")
         self._preprocess = spec
 
+    @property
+    def preprocess_stats(self) -> tuple:
+        """``(mean, std, activation)``: what of the spec does not come from ``dls`` (a cheap cache key)."""
+        spec = self._preprocess
+        return spec.mean, spec.std, spec.activation
+
     # ----- model, groups, optimizer ----------------------------------------------------------
     @property
     def dls(self) -> Any:
